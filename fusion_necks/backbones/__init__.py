@@ -1,0 +1,1 @@
+"""Backbones as plain PyTorch modules (registered by ``fusion_necks.registry``)."""

@@ -1,0 +1,1 @@
+"""mmseg decode heads (imported lazily by ``fusion_necks.registry``)."""

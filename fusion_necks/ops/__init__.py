@@ -1,0 +1,1 @@
+"""Pure-PyTorch building blocks on point tokens (no OpenMMLab imports)."""

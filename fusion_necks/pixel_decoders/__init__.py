@@ -1,0 +1,1 @@
+"""Mask2Former pixel decoders (imported lazily by ``fusion_necks.registry``)."""

@@ -1,0 +1,98 @@
+"""The one place that puts fusion-necks modules into the OpenMMLab registries.
+
+Every public module is registered into **both** ``mmdet.registry.MODELS`` and
+``mmseg.registry.MODELS`` (where the module makes sense for that framework), under
+names that do not collide with upstream entries. Configs that inherit
+``mmdet::``/``mmseg::`` bases carry ``_scope_='mmdet'``/``'mmseg'`` on their model
+dict, so registering straight into those two registries means our ``type=`` names
+need no scope prefix (see ``../shared/design/openmmlab_integration.md`` §1.2).
+
+The modules themselves are plain PyTorch (``fusion_necks.ops``, ``.layers``,
+``.backbones``) or thin subclasses of framework classes (``.necks``,
+``.decode_heads``, ``.pixel_decoders``). Entries are ``'module.path:ClassName'``
+strings imported lazily here, so a user who has only mmdet (or only mmseg, or only
+torch) can still ``import fusion_necks``: the framework that is missing is skipped.
+
+To add a module: append one line to the framework's table below, in the section
+of your method. A name that already exists upstream raises at registration time.
+"""
+import importlib
+import importlib.util
+from typing import Dict, List, Sequence, Tuple
+
+# (registry name, 'import.path:ClassName')
+MMDET_MODULES: List[Tuple[str, str]] = [
+    # -- FINE (issue 3) --
+    # -- ASFF (issue 4) --
+    # -- AutoFocusFormer (issues 6, 7) --
+]
+
+MMSEG_MODULES: List[Tuple[str, str]] = [
+    # -- FINE (issue 3) --
+    # -- ASFF (issue 4) --
+    # -- BAFF-SkipNet (issue 5) --
+    # -- AutoFocusFormer (issues 6, 7) --
+]
+
+FRAMEWORKS: Dict[str, List[Tuple[str, str]]] = {
+    'mmdet': MMDET_MODULES,
+    'mmseg': MMSEG_MODULES,
+}
+
+
+def load_target(target: str) -> type:
+    """Import ``'pkg.module:ClassName'`` and return the class."""
+    module_name, _, attr = target.partition(':')
+    if not attr:
+        raise ValueError(f"registry target {target!r} must look like 'pkg.module:ClassName'")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def framework_available(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def register_framework(framework: str) -> List[str]:
+    """Register this package's modules into ``<framework>.registry.MODELS``.
+
+    Idempotent: registering the same class twice is a no-op, but a name that
+    already belongs to another class (an upstream module such as ``FPN``) raises
+    ``KeyError`` naming both, so a collision can never silently shadow upstream.
+
+    Returns:
+        list[str]: the registry names this package provides in that framework.
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f'framework must be one of {sorted(FRAMEWORKS)}, got {framework!r}')
+    models = importlib.import_module(f'{framework}.registry').MODELS
+    # Import upstream models first so that a name collision is detected now
+    # rather than when the registry lazily imports `<framework>.models` later.
+    importlib.import_module(f'{framework}.models')
+    names = []
+    for name, target in FRAMEWORKS[framework]:
+        cls = load_target(target)
+        existing = models.module_dict.get(name)
+        if existing is cls:
+            names.append(name)
+            continue
+        if existing is not None:
+            raise KeyError(
+                f'{name!r} is already registered in {framework}.registry.MODELS by '
+                f'{existing.__module__}.{existing.__qualname__}; fusion-necks must '
+                f'register {target} under another name.')
+        models.register_module(name=name, module=cls)
+        names.append(name)
+    return names
+
+
+def register_all_modules(frameworks: Sequence[str] = ('mmdet', 'mmseg')) -> Dict[str, List[str]]:
+    """Register into every framework in ``frameworks`` that is installed.
+
+    Returns:
+        dict: framework -> registered names (frameworks not installed are absent).
+    """
+    done = {}
+    for framework in frameworks:
+        if framework_available(framework):
+            done[framework] = register_framework(framework)
+    return done
