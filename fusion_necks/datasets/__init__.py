@@ -1,0 +1,1 @@
+"""Synthetic datasets in the official COCO and Cityscapes layouts (numpy + OpenCV)."""
