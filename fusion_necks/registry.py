@@ -23,14 +23,19 @@ from typing import Dict, List, Sequence, Tuple
 # (registry name, 'import.path:ClassName')
 MMDET_MODULES: List[Tuple[str, str]] = [
     # -- FINE (issue 3) --
+    ('FINEFPN', 'fusion_necks.necks.fine_fpn_mmdet:FINEFPN'),
     # -- ASFF (issue 4) --
+    ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
     # -- AutoFocusFormer (issues 6, 7) --
 ]
 
 MMSEG_MODULES: List[Tuple[str, str]] = [
     # -- FINE (issue 3) --
+    ('FINEFPN', 'fusion_necks.necks.fine_fpn_mmseg:FINEFPN'),
     # -- ASFF (issue 4) --
+    ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
     # -- BAFF-SkipNet (issue 5) --
+    ('SkipNetHead', 'fusion_necks.decode_heads.skipnet_head:SkipNetHead'),
     # -- AutoFocusFormer (issues 6, 7) --
 ]
 
@@ -64,10 +69,16 @@ def register_framework(framework: str) -> List[str]:
     """
     if framework not in FRAMEWORKS:
         raise ValueError(f'framework must be one of {sorted(FRAMEWORKS)}, got {framework!r}')
-    models = importlib.import_module(f'{framework}.registry').MODELS
     # Import upstream models first so that a name collision is detected now
     # rather than when the registry lazily imports `<framework>.models` later.
-    importlib.import_module(f'{framework}.models')
+    try:
+        models = importlib.import_module(f'{framework}.registry').MODELS
+        importlib.import_module(f'{framework}.models')
+    except ImportError:
+        # The usual cause is an mmcv without its compiled ops; say so and how to fix it.
+        from .utils.env_check import check_mmcv_ops
+        check_mmcv_ops()
+        raise
     names = []
     for name, target in FRAMEWORKS[framework]:
         cls = load_target(target)

@@ -6,13 +6,15 @@ report. Two counters are available:
 
 - ``'mmengine'``: ``mmengine.analysis.FlopAnalyzer`` (fvcore-style, traces the
   model with ``torch.jit``). Counts convolutions, linear layers, matmul/bmm/einsum,
-  norms, interpolation, adaptive pooling, one MAC = one FLOP. It does **not**
-  count ``scaled_dot_product_attention``, elementwise ops, softmax or max-pooling
-  (they are listed as unsupported), so attention-heavy modules are undercounted.
+  norms, interpolation, adaptive pooling, one MAC = one FLOP. We add a handle for
+  ``scaled_dot_product_attention`` (its two matmuls, which upstream ignores);
+  elementwise ops, softmax and max-pooling stay uncounted (listed as unsupported).
 - ``'torch'``: ``torch.utils.flop_counter.FlopCounterMode``, which counts matmuls,
-  convolutions and ``scaled_dot_product_attention`` (including its two matmuls) at
-  2 FLOPs per MAC; we divide by 2 so both counters report MACs. It works without
-  tracing, so data-dependent code (point tokens, top-k) is counted as executed.
+  convolutions and the attention kernels at 2 FLOPs per MAC; we divide by 2 so both
+  counters report MACs. We add the formula for the CPU flash-attention kernel
+  (``_scaled_dot_product_flash_attention_for_cpu``), which torch 2.13 does not
+  count. It works without tracing, so data-dependent code (point tokens, top-k)
+  is counted as executed.
 
 Neither counts custom C++/CUDA ops (mmcv's RoIAlign, NMS).
 """
@@ -75,11 +77,28 @@ def _routed_forward(model: nn.Module, fn: Callable) -> Iterator[None]:
         model.forward = original  # type: ignore[method-assign]
 
 
+def sdpa_macs(q_shape: Sequence[int], k_shape: Sequence[int], v_shape: Sequence[int]) -> int:
+    """MACs of softmax(Q K^T) V: ``B*H*L*S*E + B*H*L*S*Ev`` (shapes ``... x L x E``)."""
+    *batch, length, e = q_shape
+    s, ev = k_shape[-2], v_shape[-1]
+    n = 1
+    for b in batch:
+        n *= int(b)
+    return n * int(length) * int(s) * (int(e) + int(ev))
+
+
+def _jit_sdpa_handle(inputs: List[Any], outputs: List[Any]) -> int:
+    from mmengine.analysis.jit_handles import get_shape
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return sdpa_macs(q, k, v)
+
+
 def _mmengine_flops(fn: Callable, model: nn.Module, inputs: Tuple) -> FlopCount:
     from mmengine.analysis import FlopAnalyzer
 
     with _routed_forward(model, fn):
         analysis = FlopAnalyzer(model, inputs)
+        analysis.set_op_handle('aten::scaled_dot_product_attention', _jit_sdpa_handle)
         analysis.unsupported_ops_warnings(False)
         analysis.uncalled_modules_warnings(False)
         total = int(analysis.total())
@@ -88,10 +107,24 @@ def _mmengine_flops(fn: Callable, model: nn.Module, inputs: Tuple) -> FlopCount:
     return FlopCount('mmengine', total, by_module, unsupported)
 
 
+def _cpu_flash_attention_formulas() -> Dict[Any, Callable]:
+    """FLOP formulas (2 per MAC, torch's unit) for the CPU flash-attention kernels."""
+    aten = torch.ops.aten
+    out: Dict[Any, Callable] = {}
+    fwd = getattr(aten, '_scaled_dot_product_flash_attention_for_cpu', None)
+    if fwd is not None:
+        out[fwd] = lambda q, k, v, *args, out_shape=None, **kw: 2 * sdpa_macs(q, k, v)
+    bwd = getattr(aten, '_scaled_dot_product_flash_attention_for_cpu_backward', None)
+    if bwd is not None:
+        # backward: dV, dP, dQ, dK (4 matmuls) plus the recomputed scores
+        out[bwd] = lambda g, q, k, v, *args, out_shape=None, **kw: 5 * sdpa_macs(q, k, v)
+    return out
+
+
 def _torch_flops(fn: Callable, model: nn.Module, inputs: Tuple) -> FlopCount:
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_cpu_flash_attention_formulas())
     with _routed_forward(model, fn), counter:
         model(*inputs)
     total = int(counter.get_total_flops()) // 2

@@ -7,12 +7,14 @@ Conventions:
 - latency: wall-clock per call after ``warmup`` calls, ``torch.cuda.synchronize``
   around each call on CUDA; reported as median, interquartile range, min and max
   over ``runs`` calls, in milliseconds.
-- peak memory: on CUDA ``torch.cuda.max_memory_allocated`` (tensors only, the
-  caching allocator's reserve excluded) above what was allocated before the call;
-  on the CPU the peak resident set size (RSS) above the RSS before the calls,
-  sampled every millisecond from ``/proc/self/statm`` by a background thread
-  (PyTorch has no CPU allocator statistics; very short peaks can be missed, and
-  allocator caching makes this an upper bound of the tensors' own footprint).
+- peak memory: the peak of tensor memory allocated during the call, above what
+  was allocated before it. On CUDA ``torch.cuda.max_memory_allocated`` (the
+  caching allocator's reserve excluded). On the CPU, where PyTorch keeps no
+  allocator statistics, the same quantity is computed from the allocation and
+  free events that ``torch.profiler`` records with ``profile_memory=True``
+  (``method='allocator'``, default). ``method='rss'`` instead samples the process's
+  resident set size every millisecond (includes allocator caching and non-tensor
+  memory; short peaks can be missed).
 """
 import os
 import statistics
@@ -56,11 +58,17 @@ def _rss_bytes() -> int:
 class PeakMemory:
     """Context manager measuring the peak memory of the code inside it (MiB).
 
-    ``device`` 'cuda' uses the CUDA allocator's statistics; anything else samples RSS.
+    See the module docstring: ``device`` 'cuda' uses the CUDA allocator's
+    statistics; on the CPU ``method`` is 'allocator' (profiler events) or 'rss'.
     """
 
-    def __init__(self, device: str = 'cpu', interval_s: float = 0.001):
+    METHODS = ('allocator', 'rss')
+
+    def __init__(self, device: str = 'cpu', method: str = 'allocator', interval_s: float = 0.001):
+        if method not in self.METHODS:
+            raise ValueError(f'method must be one of {self.METHODS}, got {method!r}')
         self.cuda = str(device).startswith('cuda')
+        self.method = method
         self.interval_s = interval_s
         self.peak_mib: Optional[float] = None
 
@@ -69,6 +77,10 @@ class PeakMemory:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
+        elif self.method == 'allocator':
+            from torch.profiler import ProfilerActivity, profile
+            self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+            self._prof.__enter__()
         else:
             self._base = _rss_bytes()
             self._peak = self._base
@@ -88,11 +100,24 @@ class PeakMemory:
         if self.cuda:
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated() - self._base
+        elif self.method == 'allocator':
+            self._prof.__exit__(*exc)
+            peak = _peak_from_profiler(self._prof)
         else:
             self._stop.set()
             self._thread.join()
             peak = max(self._peak, _rss_bytes()) - self._base
         self.peak_mib = max(peak, 0) / 2 ** 20
+
+
+def _peak_from_profiler(prof) -> int:
+    """Peak of the running sum of allocation (+) and free (-) events, in bytes."""
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
+    current = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        current += e.nbytes()
+        peak = max(peak, current)
+    return peak
 
 
 def _sync(device: str) -> None:
@@ -101,20 +126,22 @@ def _sync(device: str) -> None:
 
 
 def time_callable(fn: Callable[[], object], name: str = 'fn', runs: int = 20, warmup: int = 3,
-                  device: str = 'cpu', measure_memory: bool = True) -> Timing:
+                  device: str = 'cpu', measure_memory: bool = True,
+                  memory_method: str = 'allocator') -> Timing:
     """Time ``fn()`` ``runs`` times after ``warmup`` calls (see module docstring)."""
     return time_alternating({name: fn}, runs=runs, warmup=warmup, device=device,
-                            measure_memory=measure_memory)[name]
+                            measure_memory=measure_memory, memory_method=memory_method)[name]
 
 
 def time_alternating(fns: Dict[str, Callable[[], object]], runs: int = 20, warmup: int = 3,
-                     device: str = 'cpu', measure_memory: bool = True) -> Dict[str, Timing]:
+                     device: str = 'cpu', measure_memory: bool = True,
+                     memory_method: str = 'allocator') -> Dict[str, Timing]:
     """Time several callables in alternation (A B C A B C ...) within one process.
 
     Interleaving spreads slow drifts of the machine (thermal state, other load)
     evenly over the candidates, so the ratio of their medians is meaningful even
     on a noisy machine. Peak memory is measured in a separate call per candidate
-    (after timing) so that the sampling thread does not disturb the timings.
+    (after timing) so that the profiler or sampler does not disturb the timings.
     """
     if runs < 1:
         raise ValueError(f'runs must be >= 1, got {runs}')
@@ -135,7 +162,7 @@ def time_alternating(fns: Dict[str, Callable[[], object]], runs: int = 20, warmu
     for n in names:
         peak = None
         if measure_memory:
-            with PeakMemory(device) as pm:
+            with PeakMemory(device, method=memory_method) as pm:
                 fns[n]()
             peak = pm.peak_mib
         out[n] = summarise(n, samples[n], peak)

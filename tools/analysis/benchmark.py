@@ -6,8 +6,9 @@
 
 Several targets are timed **in alternation** in one process (A B A B ...), so their
 ratio is robust to slow drifts of the machine; the first target is the reference
-of the ratio column. Peak memory: CUDA allocator peak on GPU, sampled peak RSS
-increase on CPU (see ``fusion_necks/analysis/measure.py``). ``--backward`` times
+of the ratio column. Peak memory: the peak of tensor memory allocated during one
+call (CUDA allocator statistics on GPU, torch.profiler allocation events on CPU;
+see ``fusion_necks/analysis/measure.py``). ``--backward`` times
 forward + backward of the sum of the outputs instead of inference. Inference
 runs under ``torch.inference_mode``. ``--threads`` sets torch's CPU threads.
 A ``pkg.module:callable`` target needs only PyTorch (for machines without mm*).
@@ -37,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads on CPU')
     p.add_argument('--backward', action='store_true', help='time forward + backward')
     p.add_argument('--no-memory', action='store_true', help='skip the peak-memory pass')
+    p.add_argument('--memory-method', default='allocator', choices=('allocator', 'rss'),
+                   help="CPU peak memory: tensor allocations seen by torch.profiler "
+                   "(default) or sampled process RSS")
     p.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE')
     p.add_argument('--json', default=None, help='write the results (with all samples) here')
     return p.parse_args(argv)
@@ -107,13 +111,16 @@ def main(argv=None):
     dev_desc = (torch.cuda.get_device_name(0) if dev.startswith('cuda')
                 else f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads')
     print(f'device : {dev} ({dev_desc}); torch {torch.__version__}')
-    print(f'what   : {"forward+backward" if args.backward else "inference"}, part={args.part}'
-          + (f', mode={args.mode}' if args.part == 'model' else ''))
+    configs = any(t.endswith('.py') for t in args.targets)
+    print(f'what   : {"forward+backward" if args.backward else "inference"}'
+          + (f', part={args.part}' if configs else '')
+          + (f', mode={args.mode}' if configs and args.part == 'model' else ''))
     for n in names:
         print(f'input  : {n}: {descs[n]}')
     print(f'runs   : {args.runs} after {args.warmup} warm-up, alternating {len(names)} target(s)\n')
     timings = time_alternating(calls, runs=args.runs, warmup=args.warmup, device=dev,
-                               measure_memory=not args.no_memory)
+                               measure_memory=not args.no_memory,
+                               memory_method=args.memory_method)
     print(format_table([timings[n] for n in names], reference=names[0] if len(names) > 1 else None))
     if args.json:
         out = dict(device=dev, device_desc=dev_desc, torch=torch.__version__, part=args.part,

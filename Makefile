@@ -1,0 +1,34 @@
+# fusion-necks: the two commands a new user needs, and a few more.
+#   make demo            install if needed, then train + evaluate the quickstart detector
+#   make test            install if needed, then run the test suite (what CI runs)
+PY    := .venv/bin/python
+NECK  ?= fpn
+TASK  ?= det
+PYTEST_ARGS ?=
+
+.PHONY: install demo demo-seg test data env clean help
+
+help:
+	@sed -n '1,4p' Makefile
+
+install:
+	@bash tools/install.sh
+
+demo: install
+	$(PY) tools/demo.py --task $(TASK) --neck $(NECK)
+
+demo-seg: install
+	$(PY) tools/demo.py --task seg --neck $(NECK)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+data: install
+	$(PY) tools/dataset_converters/make_synthetic_coco.py data/synthetic_coco
+	$(PY) tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes
+
+env:
+	$(PY) -m fusion_necks.utils.env_check
+
+clean:
+	rm -rf work_dirs .pytest_cache

@@ -1,0 +1,6 @@
+# Ablation (Table 6 / Appendix B, AATS downsampling): a learnable depthwise KxK stride-K
+# conv ("DWConv") instead of average pooling.
+# One key changed from faster-rcnn_r50_fpn-fine_1x_coco.py.
+_base_ = './faster-rcnn_r50_fpn-fine_1x_coco.py'
+custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+model = dict(neck=dict(fine_cfg=dict(pooling='dwconv')))

@@ -1,0 +1,140 @@
+"""FINE in the top-down path of an FPN, shared by the mmdet and mmseg ``FINEFPN``.
+
+Framework-agnostic (no OpenMMLab imports): :class:`FINETopDownMixin` is combined with
+mmdet's or mmseg's own ``FPN`` in ``fine_fpn_mmdet.py`` / ``fine_fpn_mmseg.py``.
+"""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from torch import Tensor, nn
+
+from ..layers.fine import FINE
+
+# The paper's default: FINE at the first two top-down steps (counted from the coarsest
+# level) with k = 1 and k = 2, i.e. at low strides 16 and 8 of a stride-4..32 pyramid.
+DEFAULT_FINE_KERNEL_SIZES = (1, 2)
+
+
+class _LateralOverride:
+    """A view of an FPN whose ``lateral_convs`` return laterals computed beforehand.
+
+    ``FPN.forward(view, inputs)`` then runs the framework's own top-down loop, output
+    convs and extra levels unchanged, on the FINE-aligned laterals. Every other
+    attribute is the neck's own, and nothing on the neck is mutated.
+    """
+
+    __slots__ = ('_neck', 'lateral_convs')
+
+    def __init__(self, neck: nn.Module, laterals: Sequence[Tensor]) -> None:
+        object.__setattr__(self, '_neck', neck)
+        object.__setattr__(self, 'lateral_convs',
+                           [(lambda _input, t=t: t) for t in laterals])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._neck, name)
+
+
+class FINETopDownMixin:
+    """Puts FINE in front of the top-down fusion of an FPN (Eq. 3 of the FINE paper).
+
+    ``F_fused = f(FINE(F_low, F_high), Up(F_high))``: at a top-down step the low lateral
+    is replaced by its FINE-aligned version before the FPN adds the upsampled high map.
+    ``F_high`` is the already merged map of the level above (what the FPN upsamples), as
+    in the paper ("F_fused subsequently serves as the high-level input for the next
+    fusion stage") and the public code.
+
+    Implementation: the mixin computes the laterals and, from the coarsest level down to
+    the lowest FINE step, the merged maps FINE needs; then it calls the framework's own
+    ``FPN.forward`` with those aligned laterals in place of the lateral convs' outputs
+    (:class:`_LateralOverride`). So the addition ``f``, ``upsample_cfg``, the 3x3 output
+    convs and every ``add_extra_convs`` variant are the framework's code, not a copy. The
+    merged maps above the lowest FINE step are computed twice (once here as FINE's input,
+    once by the FPN's loop); that is one upsample and add per such level, bit-identical.
+    With FINE off at every step, ``forward`` is exactly ``FPN.forward``.
+
+    Args (besides those of the framework's ``FPN``, all passed through unchanged):
+        fine_kernel_sizes (Sequence[int | None]): ``k`` of each top-down fusion step,
+            ordered from the coarsest step (low level ``end - 2`` with high level
+            ``end - 1``) downwards; ``None`` or ``0`` keeps the plain addition at that
+            step, and steps beyond the sequence keep it too. Default ``(1, 2)``, the
+            paper's choice (Sec. 5.3.2): FINE with ``k = 1`` where the low level has
+            stride 16 and ``k = 2`` where it has stride 8 for the usual stride-4..32
+            ResNet pyramid, so both steps attend on the stride-32 token grid, and **plain
+            addition at the stride-4 step** of two-stage detectors and Semantic FPN
+            (the paper places FINE at two stages, and its parameter/FLOP budget of about
+            +1 GFLOPs matches two). Set e.g. ``(1, 2, 4)`` to add FINE at stride 4 too.
+            An empty sequence switches FINE off everywhere.
+        fine_cfg (dict, optional): keyword arguments of every :class:`FINE` block other
+            than ``channels`` and ``kernel_size`` (``ratio``, ``num_heads``/``head_dim``,
+            ``attention``, ``pooling``, ``modulation``, ``upsample_mode``, ``bias``,
+            ``window_size``, ``num_areas``, ``scale_ratio``). Default: the paper's
+            (``r = 2``, ``d = 16``, AATS with average pooling, nearest ``Up``, residual
+            modulation).
+
+    Attributes:
+        fine_layers (nn.ModuleDict): the FINE blocks, keyed ``'level<i>'`` by the input
+            index ``i`` of their low level (``'level2'`` is the stride-16 step of a
+            ResNet pyramid).
+    """
+
+    def __init__(self, *args,
+                 fine_kernel_sizes: Sequence[Optional[int]] = DEFAULT_FINE_KERNEL_SIZES,
+                 fine_cfg: Optional[Dict[str, Any]] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(fine_kernel_sizes, (str, bytes)) or not isinstance(
+                fine_kernel_sizes, Sequence):
+            raise TypeError(f'fine_kernel_sizes must be a sequence of int or None, got '
+                            f'{fine_kernel_sizes!r}')
+        fine_cfg = dict(fine_cfg or {})
+        for key in ('channels', 'kernel_size', 'high_channels'):
+            if key in fine_cfg:
+                raise ValueError(f'fine_cfg must not set {key!r}: the neck sets it '
+                                 f'(use fine_kernel_sizes for k)')
+        num_steps = self.backbone_end_level - self.start_level - 1
+        if len(fine_kernel_sizes) > num_steps:
+            raise ValueError(
+                f'fine_kernel_sizes has {len(fine_kernel_sizes)} entries but this FPN has '
+                f'{num_steps} top-down fusion step(s) (levels {self.start_level}..'
+                f'{self.backbone_end_level - 1}); got {tuple(fine_kernel_sizes)}')
+        self.fine_kernel_sizes = tuple(fine_kernel_sizes)
+        self.fine_cfg = fine_cfg
+        self.fine_layers = nn.ModuleDict()
+        for step, k in enumerate(self.fine_kernel_sizes):
+            if k is None or k == 0:
+                continue
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise ValueError(f'fine_kernel_sizes[{step}] must be an int >= 1, 0 or None, '
+                                 f'got {k!r}')
+            low_level = self.backbone_end_level - 2 - step
+            self.fine_layers[f'level{low_level}'] = FINE(self.out_channels, kernel_size=k,
+                                                         **fine_cfg)
+
+    def _upsample_like(self, x: Tensor, ref: Tensor) -> Tensor:
+        """The FPN's ``Up`` of its top-down line (framework-specific)."""
+        raise NotImplementedError
+
+    def fine_aligned_laterals(self, inputs: Tuple[Tensor, ...]) -> List[Tensor]:
+        """The laterals with ``F_low`` replaced by ``FINE(F_low, F_high)`` where enabled."""
+        laterals = [conv(inputs[i + self.start_level])
+                    for i, conv in enumerate(self.lateral_convs)]
+        # lateral index j <-> input level j + start_level
+        fine_at = {int(name[len('level'):]) - self.start_level: layer
+                   for name, layer in self.fine_layers.items()}
+        lowest = min(fine_at)
+        high = laterals[-1]
+        for j in range(len(laterals) - 2, lowest - 1, -1):
+            if j in fine_at:
+                laterals[j] = fine_at[j](laterals[j], high)
+            if j > lowest:
+                high = laterals[j] + self._upsample_like(high, laterals[j])
+        return laterals
+
+    def forward(self, inputs: Tuple[Tensor, ...]) -> tuple:
+        fpn_forward = super(FINETopDownMixin, type(self)).forward
+        if len(self.fine_layers) == 0:
+            return fpn_forward(self, inputs)
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f'{type(self).__name__} expects {len(self.in_channels)} input '
+                             f'levels, got {len(inputs)}')
+        laterals = self.fine_aligned_laterals(inputs)
+        return fpn_forward(_LateralOverride(self, laterals), inputs)

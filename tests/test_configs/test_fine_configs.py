@@ -1,0 +1,195 @@
+"""configs/fine: every config parses and builds; FINE configs differ from their baseline
+only in the neck, ablations from their parent in exactly one key; parameter counts of the
+five models against the FINE paper's Tables 1 and 7 (differences explained in
+docs/fine.md)."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CFG_DIR = osp.join(ROOT, 'configs', 'fine')
+CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(CFG_DIR, '*.py')))
+MAIN = 'faster-rcnn_r50_fpn-fine_1x_coco.py'
+
+C = 256
+FINE_BLOCK = 4 * C * C          # W_Q, W_K, W_V, W_O (Eq. 5, 7), no bias
+FINE_DEFAULT = 2 * FINE_BLOCK   # FINE at the low-stride-16 and -8 steps
+
+# FINE config -> (baseline config, paper #params baseline, paper #params with FINE) [M]
+MODELS = {
+    MAIN: ('faster-rcnn_r50_fpn_1x_coco.py', 41.8, 42.8),                       # Table 1
+    'retinanet_r50_fpn-fine_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', 34.0, 35.0),
+    'fcos_r50-caffe_fpn-fine_gn-head_1x_coco.py':
+    ('fcos_r50-caffe_fpn_gn-head_1x_coco.py', 32.3, 33.3),
+    'mask-rcnn_r50_fpn-fine_1x_coco.py': ('mask-rcnn_r50_fpn_1x_coco.py', 44.4, 45.5),  # T. 7
+    'mask-rcnn_r50_fpn-fine_2x_coco.py': ('mask-rcnn_r50_fpn_2x_coco.py', 44.4, 45.5),
+    'fpn-fine_r50_4xb2-80k_cityscapes-512x1024.py':
+    ('fpn_r50_4xb2-80k_cityscapes-512x1024.py', 28.5, 30.1),
+}
+# ablation -> (parent, dotted key under model.neck that changes, new value)
+ABLATIONS = {
+    'faster-rcnn_r50_fpn-fine-vanilla_1x_coco.py': (MAIN, 'fine_cfg.attention', 'vanilla'),
+    'faster-rcnn_r50_fpn-fine-window_1x_coco.py': (MAIN, 'fine_cfg.attention', 'window'),
+    'faster-rcnn_r50_fpn-fine-area_1x_coco.py': (MAIN, 'fine_cfg.attention', 'area'),
+    'faster-rcnn_r50_fpn-fine-linear_1x_coco.py': (MAIN, 'fine_cfg.attention', 'linear'),
+    'faster-rcnn_r50_fpn-fine-r1_1x_coco.py': (MAIN, 'fine_cfg.ratio', 1),
+    'faster-rcnn_r50_fpn-fine-r4_1x_coco.py': (MAIN, 'fine_cfg.ratio', 4),
+    'faster-rcnn_r50_fpn-fine-k1_1x_coco.py': (MAIN, 'fine_kernel_sizes', (1, 1)),
+    'faster-rcnn_r50_fpn-fine-k2_1x_coco.py': (MAIN, 'fine_kernel_sizes', (2, 2)),
+    'faster-rcnn_r50_fpn-fine-r1-k1_1x_coco.py':
+    ('faster-rcnn_r50_fpn-fine-k1_1x_coco.py', 'fine_cfg.ratio', 1),
+    'faster-rcnn_r50_fpn-fine-r4-k1_1x_coco.py':
+    ('faster-rcnn_r50_fpn-fine-k1_1x_coco.py', 'fine_cfg.ratio', 4),
+    'faster-rcnn_r50_fpn-fine-r1-k2_1x_coco.py':
+    ('faster-rcnn_r50_fpn-fine-k2_1x_coco.py', 'fine_cfg.ratio', 1),
+    'faster-rcnn_r50_fpn-fine-r4-k2_1x_coco.py':
+    ('faster-rcnn_r50_fpn-fine-k2_1x_coco.py', 'fine_cfg.ratio', 4),
+    **{f'faster-rcnn_r50_fpn-fine-h{h}_1x_coco.py': (MAIN, 'fine_cfg.head_dim', C // h)
+       for h in (1, 4, 8, 32, 64, 128)},
+    'faster-rcnn_r50_fpn-fine-maxpool_1x_coco.py': (MAIN, 'fine_cfg.pooling', 'max'),
+    'faster-rcnn_r50_fpn-fine-dwconv_1x_coco.py': (MAIN, 'fine_cfg.pooling', 'dwconv'),
+    'faster-rcnn_r50_fpn-fine-direct_1x_coco.py': (MAIN, 'fine_cfg.modulation', 'direct'),
+    'faster-rcnn_r50_fpn-fine-nomod_1x_coco.py': (MAIN, 'fine_cfg.modulation', 'none'),
+}
+OTHER = {'faster-rcnn_r50_fpn-fine-public_1x_coco.py'}
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def load(name):
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(CFG_DIR, name))
+
+
+@pytest.fixture(scope='module')
+def cfgs():
+    return {name: load(name) for name in CONFIGS}
+
+
+def flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def build(cfg):
+    """The model of a config, offline (no pretrained weights), with plain BN."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    import fusion_necks  # noqa: F401
+    model_cfg = cfg.model.copy()
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS as REG
+        model_cfg.backbone.init_cfg = None
+    else:
+        from mmseg.registry import MODELS as REG
+        model_cfg.pretrained = None
+    return revert_sync_batchnorm(REG.build(model_cfg))
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_the_expected_configs_exist():
+    expected = set(MODELS) | {b for b, _, _ in MODELS.values()} | set(ABLATIONS) | OTHER
+    assert set(CONFIGS) == expected
+
+
+def test_every_config_parses_and_imports_fusion_necks(cfgs):
+    for name, cfg in cfgs.items():
+        assert cfg.custom_imports == dict(imports=['fusion_necks'],
+                                          allow_failed_imports=False), name
+        text = open(osp.join(CFG_DIR, name)).read()
+        assert "custom_imports = dict(imports=['fusion_necks']" in text, name
+        assert cfg.default_scope == ('mmseg' if 'cityscapes' in name else 'mmdet'), name
+        is_fine = name not in {b for b, _, _ in MODELS.values()}
+        assert (cfg.model.neck.type == 'FINEFPN') == is_fine, name
+
+
+def test_fine_configs_change_only_the_neck(cfgs):
+    for name, (base, _, _) in MODELS.items():
+        a, b = flat(cfgs[name].to_dict()), flat(cfgs[base].to_dict())
+        diff = {k for k in set(a) | set(b) if a.get(k, '<missing>') != b.get(k, '<missing>')}
+        assert diff and all(k.startswith('model.neck.') for k in diff), (name, diff)
+        assert {k for k in diff if not k.startswith(('model.neck.fine_', 'model.neck.type'))} \
+            == set(), (name, diff)
+        assert b['model.neck.type'] == 'FPN'
+
+
+def test_ablations_change_exactly_one_key(cfgs):
+    for name, (parent, key, value) in ABLATIONS.items():
+        a, b = flat(cfgs[name].to_dict()), flat(cfgs[parent].to_dict())
+        diff = {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
+        assert diff == {f'model.neck.{key}'}, (name, diff)
+        assert a[f'model.neck.{key}'] == value, name
+
+
+@pytest.fixture(scope='module')
+def param_counts(cfgs):
+    from torch.nn.modules.batchnorm import _BatchNorm
+    counts = {}
+    for name, cfg in cfgs.items():
+        model = build(cfg)
+        counts[name] = n_params(model)
+        counts[name, 'backbone_bn'] = sum(
+            p.numel() for m in model.backbone.modules() if isinstance(m, _BatchNorm)
+            for p in m.parameters())
+    return counts
+
+
+def test_every_config_builds_and_the_paper_parameter_counts(param_counts):
+    counts = param_counts
+    for name, (base, paper_base, paper_fine) in MODELS.items():
+        delta = counts[name] - counts[base]
+        # Eqs. 5-7: two FINE blocks of four C x C projections (0.52M); the paper reports
+        # +1.0M (detectors) to +1.6M (Semantic FPN): see docs/fine.md
+        assert delta == FINE_DEFAULT == 524288, name
+        assert delta <= 1.2e6
+        if not name.startswith('retinanet'):
+            # mmdet/mmseg baselines match the paper's (torchvision / mmseg) counts
+            assert abs(counts[base] / 1e6 - paper_base) < 0.05, (base, counts[base])
+    # RetinaNet: the paper's 34.0M is torchvision's retinanet_resnet50_fpn (34,014,999),
+    # which builds P6 from P5 (3x3 conv 256->256) where mmdet builds it from C5
+    # (2048->256), has 91 classes instead of 80 and frozen BN (affine terms are buffers)
+    base = 'retinanet_r50_fpn_1x_coco.py'
+    p6_from_c5 = (2048 - 256) * 256 * 9
+    cls_91 = (256 * 9 + 1) * 9 * (91 - 80)   # 9 anchors x 11 more classes, with bias
+    torchvision_count = counts[base] - p6_from_c5 + cls_91 - counts[base, 'backbone_bn']
+    assert torchvision_count == 34014999
+    # Ablations: only the DWConv sampler adds parameters (Table 6: +6.14K for kernels
+    # 2, 4 (low) and 2 (high; k=1 needs none)); heads/attention/r/k/modulation add none
+    fine = counts[MAIN]
+    for name in ABLATIONS:
+        extra = 256 * (4 + 16 + 4) if 'dwconv' in name else 0
+        assert counts[name] - fine == extra, name
+    assert counts['faster-rcnn_r50_fpn-fine-public_1x_coco.py'] - fine == 2 * 4 * C
+
+
+@pytest.mark.parametrize('name', [MAIN, 'fpn-fine_r50_4xb2-80k_cityscapes-512x1024.py'])
+def test_fine_model_runs_end_to_end(cfgs, name):
+    """The whole model with FINE runs on an image whose size is not a multiple of 32."""
+    model = build(cfgs[name]).eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 100, 164))
+    if cfgs[name].default_scope == 'mmdet':
+        assert [tuple(f.shape) for f in feats] == [(1, 256, 25, 41), (1, 256, 13, 21),
+                                                    (1, 256, 7, 11), (1, 256, 4, 6),
+                                                    (1, 256, 2, 3)]
+    else:
+        assert [tuple(f.shape) for f in feats] == [(1, 256, 25, 41), (1, 256, 13, 21),
+                                                    (1, 256, 7, 11), (1, 256, 4, 6)]
+    assert all(torch.isfinite(f).all() for f in feats)
