@@ -14,7 +14,6 @@ validation images next to the checkpoint. ``make demo`` runs this after the inst
 import argparse
 import glob
 import json
-import os
 import os.path as osp
 import runpy
 import sys
@@ -125,11 +124,7 @@ def main(argv=None):
     ensure_data(args.task, task['data'], args.num_train or task['num_train'],
                 args.num_val or task['num_val'])
 
-    from mmengine.runner import Runner
-
-    from fusion_necks.utils.config import friendly_registry_errors, init_scope
-    from fusion_necks.utils.env_check import check_mmcv_ops
-    check_mmcv_ops()
+    from fusion_necks.utils.runner import USER_ERRORS, build_runner, report_user_error
     train_tool = runpy.run_path(osp.join(ROOT, 'tools', 'train.py'))
     test_tool = runpy.run_path(osp.join(ROOT, 'tools', 'test.py'))
 
@@ -140,11 +135,11 @@ def main(argv=None):
     extra = ['--cfg-options', *opts] if opts else []
 
     print(f'[demo] training {osp.relpath(config, ROOT)} -> {work_dir}')
-    cfg, scope = train_tool['configure'](
-        train_tool['parse_args']([config, '--work-dir', work_dir, '--no-validate', *extra]))
-    init_scope(scope)
-    with friendly_registry_errors(cfg):
-        runner = Runner.from_cfg(cfg)
+    train_args = train_tool['parse_args']([config, '--work-dir', work_dir, '--no-validate', *extra])
+    try:
+        runner, cfg, scope = build_runner(lambda: train_tool['configure'](train_args))
+    except USER_ERRORS as e:
+        return report_user_error(e)
     t_train = time.time()
     runner.train()
     train_s = time.time() - t_train
@@ -154,9 +149,8 @@ def main(argv=None):
             ckpt = f.read().strip()
 
     print(f'[demo] evaluating {ckpt}')
-    tcfg, _ = test_tool['configure'](test_tool['parse_args']([config, ckpt, '--work-dir', work_dir, *extra]))
-    with friendly_registry_errors(tcfg):
-        tester = Runner.from_cfg(tcfg)
+    test_args = test_tool['parse_args']([config, ckpt, '--work-dir', work_dir, *extra])
+    tester, tcfg, _ = build_runner(lambda: test_tool['configure'](test_args))
     metrics = tester.test()
     png = osp.join(work_dir, 'predictions.png')
     draw_predictions(tester, tcfg, scope, png, args.num_vis)

@@ -76,20 +76,11 @@ def configure(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from fusion_necks.utils.config import ConfigError, friendly_registry_errors, init_scope
-    from fusion_necks.utils.data_check import DataNotFoundError
-    from fusion_necks.utils.env_check import EnvironmentProblem, check_mmcv_ops
+    from fusion_necks.utils.runner import USER_ERRORS, build_runner, report_user_error
     try:
-        check_mmcv_ops()
-        cfg, scope = configure(args)
-        init_scope(scope)
-        from mmengine.registry import RUNNERS
-        from mmengine.runner import Runner
-        with friendly_registry_errors(cfg):
-            runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    except (ConfigError, DataNotFoundError, EnvironmentProblem) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+        runner, cfg, scope = build_runner(lambda: configure(args))
+    except USER_ERRORS as e:
+        return report_user_error(e)
     runner.train()
     return 0
 

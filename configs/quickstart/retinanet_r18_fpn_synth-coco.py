@@ -5,7 +5,7 @@
 #   python tools/dataset_converters/make_synthetic_coco.py data/synthetic_coco
 #   python tools/train.py configs/quickstart/retinanet_r18_fpn_synth-coco.py
 # Other necks: retinanet_r18_<neck>_synth-coco.py changes only `model.neck`.
-_base_ = '../fpn/retinanet_r18_fpn_1x_coco.py'
+_base_ = '../fpn/retinanet_r18_fpn-c128_1x_coco.py'
 
 data_root = 'data/synthetic_coco/'
 classes = ('circle', 'square', 'triangle', 'star', 'cross')

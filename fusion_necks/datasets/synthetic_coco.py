@@ -162,7 +162,7 @@ def draw_image(rng: np.random.Generator, height: int, width: int, classes: Seque
 def generate_split(out_dir: str, split: str, num_images: int, seed: int = 0,
                    classes: Sequence[str] = CLASSES,
                    image_size: Tuple[int, int, int, int] = (288, 352, 288, 352),
-                   num_objects: Tuple[int, int] = (2, 7), min_size: float = 8,
+                   num_objects: Tuple[int, int] = (2, 10), min_size: float = 8,
                    max_size: float = 200, max_occlusion: float = 0.5,
                    start_image_id: int = 1, start_ann_id: int = 1) -> Dict:
     """Write the images of one split and return its COCO dict.

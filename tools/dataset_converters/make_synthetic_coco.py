@@ -21,7 +21,7 @@ def parse_args():
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--size', type=int, nargs=4, default=[288, 352, 288, 352],
                    metavar=('MIN_H', 'MAX_H', 'MIN_W', 'MAX_W'), help='image size range in pixels')
-    p.add_argument('--objects', type=int, nargs=2, default=[2, 7], metavar=('MIN', 'MAX'),
+    p.add_argument('--objects', type=int, nargs=2, default=[2, 10], metavar=('MIN', 'MAX'),
                    help='objects per image')
     p.add_argument('--object-size', type=float, nargs=2, default=[8, 200], metavar=('MIN', 'MAX'),
                    help='object size (sqrt of area) in pixels, log-uniform')

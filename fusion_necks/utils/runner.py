@@ -1,0 +1,30 @@
+"""Building the mmengine Runner for our tools, with user errors reported plainly."""
+import sys
+from typing import Callable, Tuple
+
+from .config import ConfigError, friendly_registry_errors, init_scope
+from .data_check import DataNotFoundError
+from .env_check import EnvironmentProblem, check_mmcv_ops
+
+# Errors that mean "the user must change something": printed as one message, no traceback.
+USER_ERRORS = (ConfigError, DataNotFoundError, EnvironmentProblem)
+
+
+def build_runner(configure: Callable[[], Tuple[object, str]]):
+    """Check mmcv's ops, run ``configure() -> (cfg, scope)``, build the Runner.
+
+    Returns ``(runner, cfg, scope)``.
+    """
+    check_mmcv_ops()
+    cfg, scope = configure()
+    init_scope(scope)
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    with friendly_registry_errors(cfg):
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    return runner, cfg, scope
+
+
+def report_user_error(err: Exception) -> int:
+    print(f'error: {err}', file=sys.stderr)
+    return 2
