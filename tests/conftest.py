@@ -3,6 +3,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import textwrap
 from typing import List, Optional
 
 import pytest
@@ -59,3 +60,48 @@ def run_tool(args: List[str], cwd: Optional[str] = None, timeout: int = 600,
 @pytest.fixture(scope='session')
 def tool():
     return run_tool
+
+
+def tiny_det_config(tmp_path, data_root, repo_root, name='tiny_retinanet.py', extra=''):
+    """A quickstart detector config on ``data_root`` at 128 px, 2 iterations, logging every one."""
+    cfg = textwrap.dedent(f'''
+        _base_ = '{repo_root}/configs/quickstart/retinanet_r18_fpn_synth-coco.py'
+        data_root = '{data_root}'
+        img_scale = (128, 128)
+        # an untrained detector scores every box ~0.01: keep them so that the metric
+        # has predictions to evaluate
+        model = dict(test_cfg=dict(score_thr=0.0, max_per_img=20))
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='Resize', scale=img_scale, keep_ratio=True),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackDetInputs')
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=img_scale, keep_ratio=True),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                                  'img_shape', 'scale_factor'))
+        ]
+        train_dataloader = dict(batch_size=2, num_workers=0,
+                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
+        val_dataloader = dict(batch_size=2, num_workers=0,
+                              dataset=dict(data_root=data_root, pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+        test_evaluator = val_evaluator
+        train_cfg = dict(max_iters=2, val_interval=2)
+        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=100)]
+        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_keep_ckpts=3))
+        ''') + textwrap.dedent(extra)
+    path = tmp_path / name
+    path.write_text(cfg)
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def det_config():
+    """``det_config(tmp_path, data_root, repo_root, extra='')`` writes a tiny detector config."""
+    return tiny_det_config

@@ -24,9 +24,9 @@ sys.path.insert(0, ROOT)
 
 TASKS = {
     'det': dict(pattern='configs/quickstart/retinanet_r18_{neck}_synth-coco.py',
-                data='data/synthetic_coco', num_train=1000, num_val=200),
+                num_train=1000, num_val=200),
     'seg': dict(pattern='configs/quickstart/sem-fpn_r18_{neck}_synth-cityscapes.py',
-                data='data/synthetic_cityscapes', num_train=200, num_val=40),
+                num_train=200, num_val=40),
 }
 
 
@@ -121,7 +121,11 @@ def main(argv=None):
     config = osp.abspath(args.config) if args.config else quickstart_config(args.task, args.neck)
     stem = osp.splitext(osp.basename(config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', 'demo', stem)
-    ensure_data(args.task, task['data'], args.num_train or task['num_train'],
+    # the synthetic set goes where the config expects it (data_root of its train set)
+    from fusion_necks.utils.config import dataset_cfgs, load_config, parse_cfg_options
+    cfg = load_config(config, parse_cfg_options(args.cfg_options))
+    data_root = dataset_cfgs(cfg.train_dataloader)[0]['data_root']
+    ensure_data(args.task, data_root, args.num_train or task['num_train'],
                 args.num_val or task['num_val'])
 
     from fusion_necks.utils.runner import USER_ERRORS, build_runner, report_user_error

@@ -19,6 +19,18 @@ class ConfigError(ValueError):
     """A config that cannot be used, with a message that says how to fix it."""
 
 
+def parse_cfg_options(items: Optional[Sequence[str]]) -> Optional[dict]:
+    """``['a.b=1', 'c=[1,2]']`` -> ``{'a.b': 1, 'c': [1, 2]}`` (mmengine's ``--cfg-options``)."""
+    if not items:
+        return None
+    import argparse
+
+    from mmengine.config import DictAction
+    ns = argparse.Namespace()
+    DictAction(option_strings=[], dest='options')(None, ns, list(items))
+    return ns.options
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None):
     """``Config.fromfile`` + ``--cfg-options``, with the runtime compat patches applied."""
     from mmengine.config import Config

@@ -5,56 +5,17 @@ import os
 import os.path as osp
 import pickle
 import re
-import textwrap
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def _tiny_det_config(tmp_path, data_root, repo_root, name='tiny_retinanet.py', extra=''):
-    cfg = textwrap.dedent(f'''
-        _base_ = '{repo_root}/configs/quickstart/retinanet_r18_fpn_synth-coco.py'
-        data_root = '{data_root}'
-        img_scale = (128, 128)
-        # an untrained detector scores every box ~0.01: keep them so that the metric
-        # has predictions to evaluate
-        model = dict(test_cfg=dict(score_thr=0.0, max_per_img=20))
-        train_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='Resize', scale=img_scale, keep_ratio=True),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='PackDetInputs')
-        ]
-        test_pipeline = [
-            dict(type='LoadImageFromFile'),
-            dict(type='Resize', scale=img_scale, keep_ratio=True),
-            dict(type='LoadAnnotations', with_bbox=True),
-            dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                                  'img_shape', 'scale_factor'))
-        ]
-        train_dataloader = dict(batch_size=2, num_workers=0,
-                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
-        val_dataloader = dict(batch_size=2, num_workers=0,
-                              dataset=dict(data_root=data_root, pipeline=test_pipeline))
-        test_dataloader = val_dataloader
-        val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-        test_evaluator = val_evaluator
-        train_cfg = dict(max_iters=2, val_interval=2)
-        param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=100)]
-        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, max_keep_ckpts=3))
-        ''') + textwrap.dedent(extra)
-    path = tmp_path / name
-    path.write_text(cfg)
-    return str(path)
-
-
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, tiny_coco, repo_root, tool):
+def trained(tmp_path_factory, tiny_coco, repo_root, tool, det_config):
     """Two training iterations, then resumed to four (one work_dir)."""
     tmp = tmp_path_factory.mktemp('train')
-    cfg = _tiny_det_config(tmp, tiny_coco, repo_root)
+    cfg = det_config(tmp, tiny_coco, repo_root)
     work = str(tmp / 'work')
     first = tool(['tools/train.py', cfg, '--work-dir', work])
     resumed = tool(['tools/train.py', cfg, '--work-dir', work, '--resume',
@@ -99,8 +60,8 @@ def test_load_from_runner_checkpoint(trained, tool):
     assert osp.isfile(osp.join(work, 'iter_1.pth'))
 
 
-def test_distributed_training_two_cpu_processes(tmp_path, tiny_coco, repo_root, tool):
-    cfg = _tiny_det_config(tmp_path, tiny_coco, repo_root, extra='''
+def test_distributed_training_two_cpu_processes(tmp_path, tiny_coco, repo_root, tool, det_config):
+    cfg = det_config(tmp_path, tiny_coco, repo_root, extra='''
         train_cfg = dict(max_iters=2, val_interval=100)
         log_level = 'DEBUG'  # every rank writes its own log file
         ''')
@@ -146,3 +107,21 @@ def test_get_flops_and_benchmark_on_a_config(tmp_path, repo_root, tool):
         assert r['runs'] == 3 and r['median_ms'] > 0 and len(r['samples_ms']) == 3
         assert r['peak_mem_mib'] is not None and r['peak_mem_mib'] >= 0
     assert 'ratio' in proc.stdout
+
+
+def test_segmentation_quickstart_trains_and_evaluates(tmp_path, tiny_cityscapes, repo_root, tool):
+    """The mmseg path of train.py: Semantic FPN on synthetic Cityscapes, IoUMetric and
+    cityscapesscripts' CityscapesMetric."""
+    opts = [f'{k}.dataset.data_root={tiny_cityscapes}' for k in ('train_dataloader', 'val_dataloader',
+                                                                  'test_dataloader')]
+    opts += ['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2',
+             'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+             'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+             f'val_evaluator.1.output_dir={tmp_path}/cs_out', f'test_evaluator.1.output_dir={tmp_path}/cs_out',
+             'default_hooks.logger.interval=1']
+    proc = tool(['tools/train.py', 'configs/quickstart/sem-fpn_r18_fpn_synth-cityscapes.py',
+                 '--work-dir', str(tmp_path / 'work'), '--cfg-options', *opts])
+    out = proc.stdout + proc.stderr
+    assert re.search(r'Iter\(train\) \[2/2\]', out)
+    assert re.search(r'mIoU: \d', out) and 'averageScoreCategories' in out
+    assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')

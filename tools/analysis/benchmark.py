@@ -89,11 +89,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg_options = None
-    if args.cfg_options:
-        from mmengine.config import DictAction
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest='o')(None, ns, args.cfg_options)
-        cfg_options = ns.o
+    if args.cfg_options:  # only config targets use them (and only then is mmengine needed)
+        from fusion_necks.utils.config import parse_cfg_options
+        cfg_options = parse_cfg_options(args.cfg_options)
 
     calls, descs, names = {}, {}, []
     for t in args.targets:

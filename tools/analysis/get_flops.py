@@ -46,26 +46,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _cfg_options(items):
-    if not items:
-        return None
-    from mmengine.config import DictAction
-    ns = argparse.Namespace()
-    DictAction(option_strings=[], dest='o')(None, ns, items)
-    return ns.o
-
-
 def main(argv=None):
     args = parse_args(argv)
     from fusion_necks.analysis.complexity import (count_flops, count_parameters, human,
                                                   module_total, parameters_by_module)
     from fusion_necks.analysis.model_inputs import build_measurable, parse_shape
+    from fusion_necks.utils.config import parse_cfg_options
 
     target = build_measurable(
         args.target, shape=tuple(args.shape) if args.shape else None,
         input_shapes=[parse_shape(s) for s in args.inputs], batch=args.batch, part=args.part,
         mode=args.mode, pad=not args.no_pad, kwargs=json.loads(args.kwargs),
-        cfg_options=_cfg_options(args.cfg_options))
+        cfg_options=parse_cfg_options(args.cfg_options))
     module = target.module
     params = count_parameters(module)
     flops = count_flops(module, target.inputs, fn=target.fn, backends=args.backend)
