@@ -27,6 +27,8 @@ MMDET_MODULES: List[Tuple[str, str]] = [
     # -- ASFF (issue 4) --
     ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
     # -- AutoFocusFormer (issues 6, 7) --
+    ('AutoFocusFormer',
+     'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
 ]
 
 MMSEG_MODULES: List[Tuple[str, str]] = [
@@ -36,7 +38,10 @@ MMSEG_MODULES: List[Tuple[str, str]] = [
     ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
     # -- BAFF-SkipNet (issue 5) --
     ('SkipNetHead', 'fusion_necks.decode_heads.skipnet_head:SkipNetHead'),
+    ('SkipNetWarmupHead', 'fusion_necks.decode_heads.skipnet_warmup_head:SkipNetWarmupHead'),
     # -- AutoFocusFormer (issues 6, 7) --
+    ('AutoFocusFormer',
+     'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
 ]
 
 FRAMEWORKS: Dict[str, List[Tuple[str, str]]] = {

@@ -1,6 +1,6 @@
 """Train a small AutoFocusFormer classifier on synthetic images (pure PyTorch, CPU, minutes).
 
-    python tools/aff_synthetic_train.py [--steps 300] [--batch 32] [--size 64] [--seed 0]
+    python tools/aff_synthetic_train.py [--steps 1000] [--batch 32] [--size 64] [--seed 0]
                                         [--threads 1] [--alpha 4.0]
 
 Each image is a smooth random grey gradient (plus noise) with two small squares (6x6 px) at random
@@ -35,12 +35,14 @@ from fusion_necks.backbones.autofocusformer import AutoFocusFormer  # noqa: E402
 SQUARE = 6
 
 
-def make_batch(g: torch.Generator, batch: int, size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_batch(g: torch.Generator, batch: int,
+               size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images ``B x 3 x S x S``, labels ``B`` (number of red squares) and the stride-4
     token mask ``B x (S/4)^2`` of tokens whose 4x4 patch overlaps a square."""
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing='ij')
     coef = torch.rand(batch, 1, 3, generator=g) * 0.4 - 0.2  # grey gradient, random tilt
-    img = 0.5 + coef[..., 0, None, None] * xs + coef[..., 1, None, None] * ys + coef[..., 2, None, None]
+    img = (0.5 + coef[..., 0, None, None] * xs + coef[..., 1, None, None] * ys
+           + coef[..., 2, None, None])
     img = img.expand(-1, 3, -1, -1) + 0.03 * torch.randn(batch, 3, size, size, generator=g)
     red = torch.rand(batch, 2, generator=g) < 0.5
     corner = torch.randint(0, size - SQUARE + 1, (batch, 2, 2), generator=g)  # (x, y)
@@ -49,7 +51,8 @@ def make_batch(g: torch.Generator, batch: int, size: int) -> Tuple[torch.Tensor,
               & (pix.view(1, 1, 1, size) < corner[..., 0, None, None] + SQUARE)
               & (pix.view(1, 1, size, 1) >= corner[..., 1, None, None])
               & (pix.view(1, 1, size, 1) < corner[..., 1, None, None] + SQUARE))  # B x 2 x S x S
-    colour = torch.where(red.unsqueeze(-1), torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.8, 0.1]))
+    colour = torch.where(red.unsqueeze(-1), torch.tensor([0.9, 0.1, 0.1]),
+                         torch.tensor([0.1, 0.8, 0.1]))
     for k in range(2):
         m = inside[:, k].unsqueeze(1)
         img = torch.where(m, colour[:, k].view(batch, 3, 1, 1), img)
@@ -59,7 +62,8 @@ def make_batch(g: torch.Generator, batch: int, size: int) -> Tuple[torch.Tensor,
 
 
 @torch.no_grad()
-def kept_tokens(model: AutoFocusFormer, x: torch.Tensor, token_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+def kept_tokens(model: AutoFocusFormer, x: torch.Tensor,
+                token_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Tokens kept by the first downsampling, as canvas cell ids, and score statistics."""
     was_training = model.training
     model.eval()
@@ -70,7 +74,9 @@ def kept_tokens(model: AutoFocusFormer, x: torch.Tensor, token_mask: torch.Tenso
     kept = lin.gather(1, stage['kept_idx'])
     on_obj = token_mask.gather(1, lin)  # B x N, in the stage order
     score = stage['score']
-    return dict(kept=kept, on_object=token_mask.gather(1, kept).float().mean(),
+    kept_on = token_mask.gather(1, kept)
+    return dict(kept=kept, on_object=kept_on.float().mean(),
+                recall=kept_on.sum().float() / token_mask.sum().clamp_min(1),
                 score_obj=score[on_obj].mean(), score_bg=score[~on_obj].mean())
 
 
@@ -83,14 +89,14 @@ def jaccard_change(a: torch.Tensor, b: torch.Tensor, cells: int) -> float:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--steps', type=int, default=300)
+    p.add_argument('--steps', type=int, default=1000)
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--size', type=int, default=64)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--alpha', type=float, default=4.0)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--log-every', type=int, default=25)
+    p.add_argument('--log-every', type=int, default=100)
     args = p.parse_args(argv)
     if args.size % 16:
         raise SystemExit(f'--size must be a multiple of 16, got {args.size}')
@@ -103,7 +109,8 @@ def main(argv=None):
                             num_classes=3)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps, pct_start=0.1)
-    x_eval, y_eval, m_eval = make_batch(torch.Generator().manual_seed(10_000 + args.seed), 128, args.size)
+    g_eval = torch.Generator().manual_seed(10_000 + args.seed)
+    x_eval, y_eval, m_eval = make_batch(g_eval, 128, args.size)
     cells = (args.size // 4) ** 2
     before = kept_tokens(model, x_eval, m_eval)
     print(f'AFF classifier, {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M params, '
@@ -131,12 +138,17 @@ def main(argv=None):
     changed = jaccard_change(before['kept'], after['kept'], cells)
     first = sum(history[:args.log_every]) / len(history[:args.log_every])
     last = sum(history[-args.log_every:]) / len(history[-args.log_every:])
-    print(f'loss: first {args.log_every} steps {first:.3f} -> last {args.log_every} steps {last:.3f}; '
-          f'eval accuracy {acc:.3f} (chance ~0.375 for the majority class)')
+    print(f'loss: first {args.log_every} steps {first:.3f} -> '
+          f'last {args.log_every} steps {last:.3f}; '
+          f'eval accuracy {acc:.3f} (always predicting the majority class: 0.5)')
     print(f'kept tokens after stage 1 (eval batch of 128): {changed * 100:.1f}% differ from those '
           f'kept at initialisation')
-    print(f'fraction of kept tokens on a square: {before["on_object"]:.3f} -> {after["on_object"]:.3f} '
+    print(f'fraction of kept tokens on a square: '
+          f'{before["on_object"]:.3f} -> {after["on_object"]:.3f} '
           f'(squares cover {m_eval.float().mean():.3f} of the tokens)')
+    print(f'fraction of square tokens that are kept: '
+          f'{before["recall"]:.3f} -> {after["recall"]:.3f} '
+          f'(ds_rate keeps 0.25 of all tokens)')
     print(f'mean importance score, square / background tokens: '
           f'{before["score_obj"]:.3f} / {before["score_bg"]:.3f} -> '
           f'{after["score_obj"]:.3f} / {after["score_bg"]:.3f}')

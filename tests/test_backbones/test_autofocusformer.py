@@ -5,6 +5,15 @@ import torch
 from fusion_necks.backbones import aff_downsample
 from fusion_necks.backbones.autofocusformer import AutoFocusFormer, PointFeatures
 
+
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 # a narrow 4-stage model: token bookkeeping does not depend on the widths
 NARROW = dict(embed_dims=(16, 16, 16, 16), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),
               mlp_ratio=1.0, drop_path_rate=0.0)
@@ -172,3 +181,29 @@ def test_bad_arguments_raise():
         AutoFocusFormer('mini', rel_pos_order='swin')
     with pytest.raises(ValueError, match='nbhd_size'):
         AutoFocusFormer('mini', nbhd_size=4)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    ref = AutoFocusFormer('mini', **NARROW)
+    cp = AutoFocusFormer('mini', **NARROW, with_cp=True)
+    cp.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 48, 64)
+    grads = []
+    for model in (ref, cp):
+        model.eval()  # deterministic BN; blocks still checkpoint when grads are needed
+        model.stages.train()
+        sum(o.feat.square().sum() for o in model(x)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_low_precision_forward_backward():
+    """bf16 weights (model.to(bfloat16)) run end to end; positions stay int64."""
+    torch.manual_seed(0)
+    model = AutoFocusFormer('mini', **NARROW).to(torch.bfloat16)
+    outs = model(torch.randn(1, 3, 64, 64, dtype=torch.bfloat16))
+    assert all(o.feat.dtype == torch.bfloat16 and o.pos.dtype == torch.int64 for o in outs)
+    sum(o.feat.float().sum() for o in outs).backward()
+    assert all(torch.isfinite(p.grad.float()).all() for p in model.parameters())

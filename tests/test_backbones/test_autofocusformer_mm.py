@@ -54,8 +54,10 @@ def test_init_cfg_pretrained_loads_converted_and_official_files(tmp_path):
     official = {}
     for k, v in src.state_dict().items():
         k = k.replace('stages.', 'layers.').replace('attn.rel_pos_bias', 'attn.pos_embed')
-        k = k.replace('patch_embed.conv1', 'patch_embed.proj1').replace('patch_embed.conv2', 'patch_embed.proj2')
-        k = k.replace('downsample.importance', 'prob_net').replace('downsample.proj', 'downsample.linear')
+        k = k.replace('patch_embed.conv1', 'patch_embed.proj1')
+        k = k.replace('patch_embed.conv2', 'patch_embed.proj2')
+        k = k.replace('downsample.importance', 'prob_net')
+        k = k.replace('downsample.proj', 'downsample.linear')
         k = k.replace('weight_net.fc', 'weight_net.0').replace('weight_net.norm', 'weight_net.1')
         k = k.replace('out_norms.', 'norm')
         if k.endswith('attn.kv.weight') or k.endswith('attn.kv.bias'):

@@ -1,7 +1,17 @@
 """Inverse-distance (Shepard) interpolation with a power argument."""
+import pytest
 import torch
 
 from fusion_necks.ops.inverse_distance import inverse_distance_interpolate, inverse_distance_weights
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_weights_formula_power_and_normalisation():

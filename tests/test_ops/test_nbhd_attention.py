@@ -5,6 +5,15 @@ import torch
 from fusion_necks.ops.nbhd_attention import nbhd_attention
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _distinct_neighbours(b, n, m, g):
     """B x N x M distinct indices per query (vectorised sampling without replacement)."""
     return torch.rand(b, n, n, generator=g).argsort(-1)[..., :m]
@@ -96,7 +105,8 @@ def test_gradcheck_double_with_strided_inputs():
 
     def fn(qkv, bias1, bk, bv):
         q, k, v = qkv.unbind(2)
-        return nbhd_attention(q, k, v, idx, bias1.expand(b, -1, -1, -1), mask, bk, bv, max_elements=30)
+        bias = bias1.expand(b, -1, -1, -1)
+        return nbhd_attention(q, k, v, idx, bias, mask, bk, bv, max_elements=30)
 
     assert torch.autograd.gradcheck(fn, (qkv, bias1, bk, bv))
 

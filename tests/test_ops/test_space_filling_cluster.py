@@ -6,6 +6,15 @@ from fusion_necks.ops.space_filling_cluster import (anchor_grid, snake_rank, spa
                                                     space_filling_order)
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_snake_rank_is_boustrophedon():
     # row 0 left->right, row 1 right->left, row 2 left->right
     assert snake_rank(3, 3).tolist() == [[0, 1, 2], [5, 4, 3], [6, 7, 8]]

@@ -1,7 +1,17 @@
 """PointConv-style weighted neighbour aggregation (official clustenwf) vs a reference."""
+import pytest
 import torch
 
 from fusion_necks.ops.weighted_aggregation import weighted_gather, weighted_neighbour_sum
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_matches_einsum_reference_forward_backward():

@@ -3,11 +3,21 @@ import importlib.util
 import os.path as osp
 import pickle
 
+import pytest
 import torch
 
 from fusion_necks.backbones.aff_official_weights import convert_official_aff
 from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer
 from fusion_necks.ops.rel_pos_features import expanded_rel_pos
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -20,10 +30,13 @@ def official_state_dict(arch, num_classes=0, seg=False, seed=0):
     dims, depths, heads = cfg['embed_dims'], cfg['depths'], cfg['num_heads']
     ratio, ls = cfg['mlp_ratio'], cfg['layer_scale']
     shapes = {
-        'patch_embed.proj1.weight': (dims[0] // 2, 3, 3, 3), 'patch_embed.proj1.bias': (dims[0] // 2, ),
+        'patch_embed.proj1.weight': (dims[0] // 2, 3, 3, 3),
+        'patch_embed.proj1.bias': (dims[0] // 2, ),
         'patch_embed.bn.weight': (dims[0] // 2, ), 'patch_embed.bn.bias': (dims[0] // 2, ),
-        'patch_embed.bn.running_mean': (dims[0] // 2, ), 'patch_embed.bn.running_var': (dims[0] // 2, ),
-        'patch_embed.proj2.weight': (dims[0], dims[0] // 2, 3, 3), 'patch_embed.proj2.bias': (dims[0], ),
+        'patch_embed.bn.running_mean': (dims[0] // 2, ),
+        'patch_embed.bn.running_var': (dims[0] // 2, ),
+        'patch_embed.proj2.weight': (dims[0], dims[0] // 2, 3, 3),
+        'patch_embed.proj2.bias': (dims[0], ),
         'patch_embed.norm.weight': (dims[0], ), 'patch_embed.norm.bias': (dims[0], ),
     }
     for i, (c, d, h) in enumerate(zip(dims, depths, heads)):
@@ -46,8 +59,10 @@ def official_state_dict(arch, num_classes=0, seg=False, seed=0):
             p = f'layers.{i}.'
             shapes.update({
                 p + 'prob_net.weight': (1, c), p + 'prob_net.bias': (1, ),
-                p + 'downsample.weight_net.0.weight': (4, 5), p + 'downsample.weight_net.0.bias': (4, ),
-                p + 'downsample.weight_net.1.weight': (4, ), p + 'downsample.weight_net.1.bias': (4, ),
+                p + 'downsample.weight_net.0.weight': (4, 5),
+                p + 'downsample.weight_net.0.bias': (4, ),
+                p + 'downsample.weight_net.1.weight': (4, ),
+                p + 'downsample.weight_net.1.bias': (4, ),
                 p + 'downsample.norm.weight': (4 * c, ), p + 'downsample.norm.bias': (4 * c, ),
                 p + 'downsample.linear.weight': (dims[i + 1], 4 * c),
                 p + 'downsample.linear.bias': (dims[i + 1], ),
@@ -82,15 +97,18 @@ def test_classifier_checkpoint_loads_strict_and_matches_official_functions():
     torch.testing.assert_close(kv_ours[:, 1], kv_off[:, :, 1])
     # position bias: the official layer on official-order features == ours on paper order
     delta = torch.tensor([[3, -4], [0, 0], [-2, 7], [5, 1]])
-    w, b = official['layers.2.blocks.3.attn.pos_embed.weight'], official['layers.2.blocks.3.attn.pos_embed.bias']
+    w = official['layers.2.blocks.3.attn.pos_embed.weight']
+    b = official['layers.2.blocks.3.attn.pos_embed.bias']
     ref = expanded_rel_pos(delta, order='official') @ w.T + b
     torch.testing.assert_close(attn.rel_pos_bias(expanded_rel_pos(delta, order='paper')), ref)
     wn = model.stages[1].downsample.weight_net.fc
     w0 = official['layers.1.downsample.weight_net.0.weight']
     b0 = official['layers.1.downsample.weight_net.0.bias']
-    torch.testing.assert_close(wn(expanded_rel_pos(delta)), expanded_rel_pos(delta, order='official') @ w0.T + b0)
+    ref = expanded_rel_pos(delta, order='official') @ w0.T + b0
+    torch.testing.assert_close(wn(expanded_rel_pos(delta)), ref)
     # plain renames keep values
-    assert torch.equal(model.stages[0].downsample.importance.weight, official['layers.0.prob_net.weight'])
+    assert torch.equal(model.stages[0].downsample.importance.weight,
+                       official['layers.0.prob_net.weight'])
     assert torch.equal(model.patch_embed.conv1.weight, official['patch_embed.proj1.weight'])
     assert torch.equal(model.head.weight, official['head.weight'])
 
@@ -102,7 +120,8 @@ def test_segmentation_checkpoint_with_prefix_and_layer_scale():
     model = AutoFocusFormer('small', rel_pos_order='official')
     model.load_state_dict(converted, strict=True)
     assert torch.equal(model.out_norms['3'].weight, official['backbone.norm3.weight'])
-    assert torch.equal(model.stages[1].blocks[0].gamma2, official['backbone.layers.1.blocks.0.gamma2'])
+    assert torch.equal(model.stages[1].blocks[0].gamma2,
+                       official['backbone.layers.1.blocks.0.gamma2'])
     # 'official' order: the position layers are copied as they are
     assert torch.equal(model.stages[0].blocks[0].attn.rel_pos_bias.weight,
                        official['backbone.layers.0.blocks.0.attn.pos_embed.weight'])

@@ -46,7 +46,8 @@ def load_source(path: str):
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001 - report which load failed
-        print(f'weights-only load failed ({type(err).__name__}); loading {path} as a trusted pickle')
+        print(f'weights-only load failed ({type(err).__name__}); '
+              f'loading {path} as a trusted pickle')
         return torch.load(path, map_location='cpu', weights_only=False)
 
 

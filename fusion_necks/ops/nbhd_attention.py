@@ -1,0 +1,207 @@
+"""Neighbourhood attention over point tokens with a position bias and a blank token.
+
+AutoFocusFormer, CVPR 2023, Sec. 3.2 (Eq. 2-3) and Sec. 4.3; the official code computes
+the two halves with the CUDA kernels ``clustenqk``/``clustenav``
+(``../shared/design/autofocusformer.md`` §4, §6). For query ``i`` with neighbours
+``idx[i, 0..M-1]`` and head ``h``:
+
+    a_ij   = q_i . k_{idx_ij} + bias_ij            (masked slots: excluded)
+    a_blank = q_i . blank_k                         (no position bias)
+    p       = softmax over the M + 1 logits
+    out_i  = sum_j p_ij v_{idx_ij} + p_blank * blank_v
+
+``q`` is expected to be already scaled by ``head_dim ** -0.5`` (the official code scales
+``q`` before both the neighbour and the blank logits).
+
+Implementation: a custom autograd function, chunked over queries. The forward keeps
+only ``q, k, v``, the indices and the ``B x N x (M+1) x H`` probabilities; the backward
+re-gathers each chunk's keys and values and scatter-adds their gradients with
+``index_add_``. Peak memory is therefore ``O(B N C + B N M H)`` plus one chunk of
+``B x chunk x M x C`` gathered features, instead of the ``B x N x M x C`` keys and values
+that autograd would keep for every block (about 200 MB per block per image for
+AFF-Tiny at 512^2). Masked slots are excluded exactly (probability 0) rather than with
+the official ``-100`` additive mask; the difference is below ``e^-100``.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .gather import flat_batch_index
+
+#: Default bound on the number of gathered key (or value) elements per query chunk.
+ATTN_MAX_ELEMENTS = 1 << 22
+
+
+def _chunk_size(b: int, m: int, c: int, max_elements: int, n: int) -> int:
+    return max(1, min(n, max_elements // max(1, b * m * c)))
+
+
+class _NbhdAttention(torch.autograd.Function):
+    """Chunked gather attention.
+
+    Layouts: ``*_hm`` tensors are head-major (``H x B x N x D``) so that the per-query
+    products are batched matmuls over gathered ``M x D`` blocks; gradients of the
+    gathered keys/values are accumulated row-major (``(B*Nk) x H x D``) with
+    ``index_add_``, which is much faster than along an inner dimension. Gather
+    targets are preallocated once per call and reused by every chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, idx, bias, mask, blank_k, blank_v, max_elements):
+        b, n, h, d = q.shape
+        nk = k.shape[1]
+        m = idx.shape[-1]
+        has_blank = blank_k is not None
+        acc = torch.promote_types(q.dtype, torch.float32)  # softmax in >= fp32
+        chunk = _chunk_size(b, m, h * d, max_elements, n)
+        flat_idx = flat_batch_index(idx, nk)
+        q_hm = q.permute(2, 0, 1, 3)  # H x B x N x D (view)
+        k_hm = k.permute(2, 0, 1, 3).reshape(h, b * nk, d)
+        v_hm = v.permute(2, 0, 1, 3).reshape(h, b * nk, d)
+        bias_hm = None if bias is None else bias.permute(3, 0, 1, 2)  # H x B x N x M (view)
+        out_hm = q.new_empty(h, b, n, d)
+        probs = q.new_empty(h, b, n, m + has_blank)
+        gathered = q.new_empty(h * b * chunk * m * d)
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            c = e - s
+            rows = flat_idx[:, s:e].reshape(-1)
+            buf = gathered[:h * b * c * m * d].view(h, b * c * m, d)
+            qc = q_hm[:, :, s:e]  # H x B x c x D
+            torch.index_select(k_hm, 1, rows, out=buf)
+            logits = torch.matmul(qc.unsqueeze(-2), buf.view(h, b, c, m, d).transpose(-1, -2))
+            logits = logits.squeeze(-2)  # H x B x c x M
+            if bias_hm is not None:
+                logits = logits + bias_hm[:, :, s:e]
+            if mask is not None:
+                logits = logits.masked_fill(~mask[:, s:e], float('-inf'))
+            if has_blank:
+                blank_logit = (qc * blank_k.view(h, 1, 1, d)).sum(-1, keepdim=True)
+                logits = torch.cat([logits, blank_logit], -1)
+            p = logits.to(acc).softmax(-1).to(q.dtype)  # H x B x c x (M [+1])
+            probs[:, :, s:e] = p
+            torch.index_select(v_hm, 1, rows, out=buf)
+            o = torch.matmul(p[..., :m].unsqueeze(-2), buf.view(h, b, c, m, d)).squeeze(-2)
+            if has_blank:
+                o = o + p[..., m:] * blank_v.view(h, 1, 1, d)
+            out_hm[:, :, s:e] = o
+        ctx.save_for_backward(q, k_hm, v_hm, flat_idx, probs, blank_k, blank_v)
+        ctx.has_bias = bias is not None
+        ctx.chunk = chunk
+        return out_hm.permute(1, 2, 0, 3).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k_hm, v_hm, flat_idx, probs, blank_k, blank_v = ctx.saved_tensors
+        b, n, h, d = q.shape
+        nk = k_hm.shape[1] // b
+        m = flat_idx.shape[-1]
+        has_blank = blank_k is not None
+        chunk = ctx.chunk
+        need_q, need_k, need_v, _, need_bias, _, need_bk, need_bv, _ = ctx.needs_input_grad
+        go = grad_out.contiguous()  # B x N x H x D
+        go_hm = go.permute(2, 0, 1, 3)
+        q_hm = q.permute(2, 0, 1, 3)
+        gq_hm = q.new_empty(h, b, n, d) if need_q else None
+        gk = q.new_zeros(b * nk, h, d) if need_k else None
+        gv = q.new_zeros(b * nk, h, d) if need_v else None
+        gbias = q.new_empty(b, n, m, h) if (need_bias and ctx.has_bias) else None
+        gbk = torch.zeros_like(blank_k) if (has_blank and need_bk) else None
+        gbv = torch.zeros_like(blank_v) if (has_blank and need_bv) else None
+        gathered = q.new_empty(h * b * chunk * m * d)
+        outer = q.new_empty(b * chunk * m * h * d) if (need_k or need_v) else None
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            c = e - s
+            rows = flat_idx[:, s:e].reshape(-1)
+            buf = gathered[:h * b * c * m * d].view(h, b * c * m, d)
+            ob = None if outer is None else outer[:b * c * m * h * d].view(b, c, m, h, d)
+            goc = go_hm[:, :, s:e]  # H x B x c x D
+            p = probs[:, :, s:e]  # H x B x c x (M [+1])
+            torch.index_select(v_hm, 1, rows, out=buf)
+            dp = torch.matmul(goc.unsqueeze(-2), buf.view(h, b, c, m, d).transpose(-1, -2))
+            dp = dp.squeeze(-2)  # H x B x c x M
+            if has_blank:
+                dp = torch.cat([dp, (goc * blank_v.view(h, 1, 1, d)).sum(-1, keepdim=True)], -1)
+                if gbv is not None:
+                    gbv += (p[..., m:] * goc).sum((1, 2))
+            if gv is not None:  # dv[idx_ij] += p_ij * dout_i
+                torch.mul(p[..., :m].permute(1, 2, 3, 0).unsqueeze(-1), go[:, s:e].unsqueeze(2),
+                          out=ob)
+                gv.index_add_(0, rows, ob.view(-1, h, d))
+            ds = p * (dp - (p * dp).sum(-1, keepdim=True))  # softmax backward
+            dsn = ds[..., :m]
+            if gbias is not None:
+                gbias[:, s:e] = dsn.permute(1, 2, 3, 0)
+            qc = q_hm[:, :, s:e]
+            if gq_hm is not None:
+                torch.index_select(k_hm, 1, rows, out=buf)
+                g = torch.matmul(dsn.unsqueeze(-2), buf.view(h, b, c, m, d)).squeeze(-2)
+                if has_blank:
+                    g = g + ds[..., m:] * blank_k.view(h, 1, 1, d)
+                gq_hm[:, :, s:e] = g
+            if gk is not None:  # dk[idx_ij] += ds_ij * q_i
+                torch.mul(dsn.permute(1, 2, 3, 0).unsqueeze(-1), q[:, s:e].unsqueeze(2), out=ob)
+                gk.index_add_(0, rows, ob.view(-1, h, d))
+            if gbk is not None:
+                gbk += (ds[..., m:] * qc).sum((1, 2))
+        gq = None if gq_hm is None else gq_hm.permute(1, 2, 0, 3)
+        gk = None if gk is None else gk.view(b, nk, h, d)
+        gv = None if gv is None else gv.view(b, nk, h, d)
+        return gq, gk, gv, None, gbias, None, gbk, gbv, None
+
+
+def nbhd_attention(q: Tensor,
+                   k: Tensor,
+                   v: Tensor,
+                   idx: Tensor,
+                   bias: Optional[Tensor] = None,
+                   mask: Optional[Tensor] = None,
+                   blank_k: Optional[Tensor] = None,
+                   blank_v: Optional[Tensor] = None,
+                   max_elements: int = ATTN_MAX_ELEMENTS) -> Tensor:
+    """Multi-head attention of every query over its own list of neighbours.
+
+    Args:
+        q: ``B x N x H x D`` queries, already scaled by ``D ** -0.5``.
+        k, v: ``B x Nk x H x D`` keys and values of the tokens ``idx`` refers to.
+        idx: ``B x N x M`` int64 neighbour indices into ``k``/``v`` (the official
+            ``member_idx``); duplicates are allowed and count separately.
+        bias: optional ``B x N x M x H`` additive logit bias (the relative-position bias).
+        mask: optional ``B x N x M`` bool, False for padded slots (excluded exactly).
+            Every query needs at least one valid slot or a blank token.
+        blank_k, blank_v: optional ``H x D`` learnable blank key/value (given together).
+        max_elements: bound on ``B * chunk * M * H * D`` gathered elements per chunk.
+
+    Returns:
+        ``B x N x H x D`` attention output (before the output projection).
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.shape != k.shape:
+        raise ValueError(f'q, k, v must be B x N x H x D with k, v alike, got {tuple(q.shape)}, '
+                         f'{tuple(k.shape)}, {tuple(v.shape)}')
+    b, n, h, d = q.shape
+    if k.shape[0] != b or k.shape[2:] != q.shape[2:]:
+        raise ValueError(f'k {tuple(k.shape)} does not match q {tuple(q.shape)}')
+    if idx.shape[:2] != (b, n) or idx.dim() != 3:
+        raise ValueError(f'idx must be B x N x M = {b} x {n} x M, got {tuple(idx.shape)}')
+    m = idx.shape[2]
+    if bias is not None and bias.shape != (b, n, m, h):
+        raise ValueError(f'bias must be B x N x M x H = {(b, n, m, h)}, got {tuple(bias.shape)}')
+    if mask is not None and mask.shape != (b, n, m):
+        raise ValueError(f'mask must be B x N x M = {(b, n, m)}, got {tuple(mask.shape)}')
+    if (blank_k is None) != (blank_v is None):
+        raise ValueError('blank_k and blank_v must be given together')
+    if blank_k is not None and (blank_k.shape != (h, d) or blank_v.shape != (h, d)):
+        raise ValueError(f'blank_k/blank_v must be H x D = {(h, d)}, got {tuple(blank_k.shape)}, '
+                         f'{tuple(blank_v.shape)}')
+    if mask is not None:
+        mask = mask.bool()
+    dtype = q.dtype  # one compute dtype (e.g. fp16 q from autocast with fp32 blank tokens)
+    k, v = k.to(dtype), v.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    if blank_k is not None:
+        blank_k, blank_v = blank_k.to(dtype), blank_v.to(dtype)
+    # q, k, v and bias may be strided views (e.g. a split ``kv`` projection, or a bias
+    # expanded over the batch): the function reads them through head-major views.
+    return _NbhdAttention.apply(q, k, v, idx.long(), bias, mask, blank_k, blank_v, max_elements)
