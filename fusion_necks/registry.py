@@ -29,6 +29,8 @@ MMDET_MODULES: List[Tuple[str, str]] = [
     # -- AutoFocusFormer (issues 6, 7) --
     ('AutoFocusFormer',
      'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
+    ('PointMSDeformAttnPixelDecoder',
+     'fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
 ]
 
 MMSEG_MODULES: List[Tuple[str, str]] = [
@@ -42,6 +44,10 @@ MMSEG_MODULES: List[Tuple[str, str]] = [
     # -- AutoFocusFormer (issues 6, 7) --
     ('AutoFocusFormer',
      'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
+    ('PointMSDeformAttnPixelDecoder',
+     'fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
+    ('PointMask2FormerHead',
+     'fusion_necks.pixel_decoders.point_mask2former_head:PointMask2FormerHead'),
 ]
 
 FRAMEWORKS: Dict[str, List[Tuple[str, str]]] = {

@@ -105,3 +105,20 @@ def tiny_det_config(tmp_path, data_root, repo_root, name='tiny_retinanet.py', ex
 def det_config():
     """``det_config(tmp_path, data_root, repo_root, extra='')`` writes a tiny detector config."""
     return tiny_det_config
+
+
+def _restoring_default_scope():
+    from mmengine.registry import DefaultScope
+    before = dict(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(before)
+
+
+# mmengine builds from the *current default scope's* registry, so a scope left behind
+# by one test or module fixture (``init_default_scope('mmdet')``) silently changes what a
+# later test builds with ``mmseg.registry.MODELS`` (mmdet's ``CrossEntropyLoss``, our
+# mmdet ``FINEFPN``). Autouse fixtures run first within their scope, so these two undo
+# whatever a test, or a module-scoped fixture, leaves behind.
+_scope_per_module = pytest.fixture(scope='module', autouse=True)(_restoring_default_scope)
+_scope_per_test = pytest.fixture(autouse=True)(_restoring_default_scope)

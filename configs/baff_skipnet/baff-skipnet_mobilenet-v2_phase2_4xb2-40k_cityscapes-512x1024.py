@@ -1,6 +1,7 @@
 # Phase 2, BAFF-SkipNet: SkipNet's decoder with each skip addition replaced by Block
 # Adaptive Feature Fusion (8x8 blocks, the article's 3D-conv weight sub-network), decoder
-# and BAFF trained end to end from the phase-1 checkpoint.
+# and BAFF trained end to end from the phase-1 checkpoint (encoder and score layers from
+# phase 1; BAFF and the transposed convs start fresh).
 _base_ = './skipnet_mobilenet-v2_phase2_4xb2-40k_cityscapes-512x1024.py'
 
 model = dict(

@@ -1,7 +1,8 @@
 # Phase 2, SkipNet: MobileNetV2 + SkipNet's FCN-8s decoder (class scores at 1/32, 1/16,
 # 1/8, x2 bilinear-initialised transposed convs, fusion by addition), trained end to end
-# from the phase-1 checkpoint (encoder and the 1/32 score layer `decode_head.conv_seg`;
-# the other score layers and the transposed convs start fresh).
+# from the phase-1 checkpoint: `load_from` loads by parameter name, so the encoder and the
+# three score layers (`decode_head.conv_seg`, `decode_head.score_convs.{0,1}`) come from
+# phase 1; the transposed convs (bilinear init) start fresh.
 _base_ = './skipnet_mobilenet-v2_phase1_4xb2-40k_cityscapes-512x1024.py'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)

@@ -3,9 +3,5 @@
 # (low strides 16 and 8) both get FINE.
 _base_ = './retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
-model = dict(
-    neck=dict(
-        type='FINEFPN',
-        fine_kernel_sizes=(1, 2),
-        fine_cfg=dict(ratio=2, head_dim=16, attention='aats', pooling='avg',
-                      modulation='residual', upsample_mode='nearest')))
+# FINEFPN's defaults are the paper's (spelled out in ./faster-rcnn_r50_fpn-fine_1x_coco.py)
+model = dict(neck=dict(type='FINEFPN'))

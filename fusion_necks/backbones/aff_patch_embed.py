@@ -48,5 +48,6 @@ class AFFPatchEmbed(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.conv2(self.act(self.bn(self.conv1(x))))
         b, c, h, w = x.shape
+        h, w = int(h), int(w)  # plain ints even under torch.jit.trace (mmengine's FLOP counter)
         feat = self.norm(x.flatten(2).transpose(1, 2))
         return feat, self.grid_positions(h, w, b, x.device), (h, w)

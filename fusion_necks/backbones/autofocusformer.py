@@ -271,3 +271,24 @@ class AutoFocusFormer(nn.Module):
             pf = PointFeatures(feat, s['pos'], s['canvas'], s['stride'])
             outs.append(pf.to_dense(self.dense_k, self.dense_power) if self.out_dense else pf)
         return tuple(outs)
+
+
+def autofocusformer_imagenet(arch: str = 'mini', num_classes: int = 1000,
+                             nbhd_size: Union[int, Sequence[int]] = (48, 48, 48, 49),
+                             **kwargs) -> AutoFocusFormer:
+    """The ImageNet classifier of the paper (Table 1, Table 3), for parameter and FLOP counts.
+
+    ``AutoFocusFormer(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49))``: the official
+    classification configs use a last-stage neighbourhood of 49, so at 224x224 (3136 ->
+    784 -> 196 -> 49 tokens) the last stage attends globally. Made for the callable
+    targets of the measurement tools, e.g.
+    ``python tools/analysis/get_flops.py
+    fusion_necks.backbones.autofocusformer:autofocusformer_imagenet --inputs 1,3,224,224``.
+
+    Args:
+        arch: preset name (see :data:`AFF_ARCH_SETTINGS`).
+        num_classes: classes of the linear head.
+        nbhd_size: per-stage neighbourhood sizes.
+        **kwargs: any other :class:`AutoFocusFormer` argument.
+    """
+    return AutoFocusFormer(arch, num_classes=num_classes, nbhd_size=nbhd_size, **kwargs)

@@ -20,6 +20,32 @@ FUSIONS = ('add', 'baff')
 FUSION_SPACES = ('score', 'feature')
 
 
+def check_score_levels(name: str, kwargs: dict, score_space: bool = True) -> None:
+    """Validate the ``BaseDecodeHead`` kwargs of a SkipNet-style head (``name`` for the
+    messages): one ``multiple_select`` input per level, ``N >= 2`` levels, and in score
+    space ``channels == in_channels[-1]`` (``conv_seg`` is the coarsest score layer)."""
+    input_transform = kwargs.get('input_transform')
+    if input_transform != 'multiple_select':
+        raise ValueError(f"{name}: input_transform must be 'multiple_select' (one "
+                         f'input per level), got {input_transform!r}')
+    in_channels = kwargs.get('in_channels')
+    in_index = kwargs.get('in_index', -1)
+    if (not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2
+            or not all(isinstance(c, int) and c > 0 for c in in_channels)):
+        raise ValueError(f'{name}: in_channels must be a sequence of >= 2 positive '
+                         'ints, fine to coarse (MobileNetV2 out_indices=(2, 4, 6): '
+                         f'(32, 96, 320)), got {in_channels!r}')
+    if not isinstance(in_index, (list, tuple)) or len(in_index) != len(in_channels):
+        raise ValueError(f'{name}: in_index must be a sequence with one index per '
+                         f'in_channels entry ({len(in_channels)}), got {in_index!r}')
+    channels = kwargs.get('channels')
+    if score_space and channels != in_channels[-1]:
+        raise ValueError(
+            f"{name}: with score-space fusion the inherited conv_seg is the score "
+            'layer of the coarsest level, so channels must equal in_channels[-1] '
+            f'({in_channels[-1]}), got channels={channels!r}')
+
+
 class AddFusion(nn.Module):
     """SkipNet's fusion: ``shallow + deep`` (no parameters)."""
 
@@ -111,31 +137,13 @@ class SkipNetHead(BaseDecodeHead):
                  baff_cfg: Optional[dict] = None,
                  upsample_kernel_size: int = 4,
                  **kwargs) -> None:
-        input_transform = kwargs.setdefault('input_transform', 'multiple_select')
-        if input_transform != 'multiple_select':
-            raise ValueError("SkipNetHead: input_transform must be 'multiple_select' (one "
-                             f'input per level), got {input_transform!r}')
-        in_channels = kwargs.get('in_channels')
-        in_index = kwargs.get('in_index', -1)
-        if (not isinstance(in_channels, (list, tuple)) or len(in_channels) < 2
-                or not all(isinstance(c, int) and c > 0 for c in in_channels)):
-            raise ValueError('SkipNetHead: in_channels must be a sequence of >= 2 positive '
-                             'ints, fine to coarse (MobileNetV2 out_indices=(2, 4, 6): '
-                             f'(32, 96, 320)), got {in_channels!r}')
-        if not isinstance(in_index, (list, tuple)) or len(in_index) != len(in_channels):
-            raise ValueError('SkipNetHead: in_index must be a sequence with one index per '
-                             f'in_channels entry ({len(in_channels)}), got {in_index!r}')
+        kwargs.setdefault('input_transform', 'multiple_select')
         if fusion not in FUSIONS:
             raise ValueError(f'SkipNetHead: fusion must be one of {FUSIONS}, got {fusion!r}')
         if fusion_space not in FUSION_SPACES:
             raise ValueError(f'SkipNetHead: fusion_space must be one of {FUSION_SPACES}, '
                              f'got {fusion_space!r}')
-        channels = kwargs.get('channels')
-        if fusion_space == 'score' and channels != in_channels[-1]:
-            raise ValueError(
-                "SkipNetHead: with fusion_space='score' the inherited conv_seg is the score "
-                'layer of the coarsest level, so channels must equal in_channels[-1] '
-                f'({in_channels[-1]}), got channels={channels!r}')
+        check_score_levels('SkipNetHead', kwargs, score_space=fusion_space == 'score')
         if baff_cfg is not None and fusion != 'baff':
             raise ValueError(f"SkipNetHead: baff_cfg is only used with fusion='baff', got "
                              f'fusion={fusion!r}')
@@ -178,6 +186,8 @@ class SkipNetHead(BaseDecodeHead):
             norm_layer = None if norm_cfg is None else partial(_norm_layer, norm_cfg)
             self.fusions = nn.ModuleList(
                 BAFF(width, norm_layer=norm_layer, **baff_cfg) for _ in range(num_levels - 1))
+            for i, baff in enumerate(self.fusions):  # names the weight-map PNGs
+                baff.fusion_target_label = f'level{i}'
         for deconv in self.upsamplers:
             init_bilinear_(deconv)
 

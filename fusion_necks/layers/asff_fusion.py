@@ -175,9 +175,11 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
             logits = self.weight_levels(logits)   # B x S x H_l x W_l
         weights = logits.softmax(dim=1)
         self._record_fusion_weights('weights', weights)
+        # y = sum_n alpha_n * x^{n->l}, accumulated in place (one buffer instead of 2S-1;
+        # autograd-safe: mul and addcmul keep their inputs, not their output)
         fused = resized[0] * weights[:, 0:1]
         for j in range(1, len(resized)):
-            fused = fused + resized[j] * weights[:, j:j + 1]
+            fused.addcmul_(resized[j], weights[:, j:j + 1])
         return self.expand(fused)
 
     def extra_repr(self) -> str:

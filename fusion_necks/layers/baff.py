@@ -120,6 +120,9 @@ class BAFF(FusionWeightRecorder, nn.Module):
         shallow, deep: ``B x C x H x W`` (the same shape) -> ``B x C x H x W``.
     """
 
+    # panel title of the recorded map in tools/analysis/visualize_fusion_weights.py
+    fusion_source_labels = ('w (weight of the shallow map S)',)
+
     def __init__(self,
                  channels: int,
                  block_size: int = 8,

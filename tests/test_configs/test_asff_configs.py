@@ -17,6 +17,10 @@ ASFF = {
     'retinanet_r50_fpn-asff-simple_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2, 3, 4]),
     'retinanet_r50_fpn-asff-c8_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2, 3, 4]),
     'retinanet_r50_fpn-asff-bn_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2, 3, 4]),
+    'retinanet_r50_fpn-asff-r1_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2, 3, 4]),
+    'retinanet_r50_fpn-asff-e1_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2, 3, 4]),
+    'retinanet_r50_fpn-asff-i128_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2, 3, 4]),
+    'retinanet_r50_fpn-asff-lite_1x_coco.py': ('retinanet_r50_fpn_1x_coco.py', [0, 1, 2]),
     'fcos_r50-caffe_fpn-asff_gn-head_1x_coco.py':
     ('fcos_r50-caffe_fpn_gn-head_1x_coco.py', [0, 1, 2, 3, 4]),
     'fcos_r50-caffe_fpn-asff-p3p5_gn-head_1x_coco.py':
@@ -30,6 +34,10 @@ ABLATIONS = {   # RetinaNet ablations: the one key each changes in the ASFF neck
     'retinanet_r50_fpn-asff-simple_1x_coco.py': 'weight_mode',
     'retinanet_r50_fpn-asff-c8_1x_coco.py': 'compress_c',
     'retinanet_r50_fpn-asff-bn_1x_coco.py': 'norm_cfg',
+    # cheaper settings that change one key
+    'retinanet_r50_fpn-asff-r1_1x_coco.py': 'fuse_range',
+    'retinanet_r50_fpn-asff-e1_1x_coco.py': 'expand_kernel',
+    'retinanet_r50_fpn-asff-i128_1x_coco.py': 'inter_channels',
 }
 MAIN = 'retinanet_r50_fpn-asff_1x_coco.py'
 
@@ -57,8 +65,11 @@ def test_every_config_imports_fusion_necks(cfgs):
 
 
 def _without_neck(cfg):
+    """The config without ``model.neck`` and without ``asff_neck``, the variable of
+    ``configs/_base_/necks/asff*.py`` that the ASFF configs build their neck from."""
     d = cfg.to_dict()
     d['model'] = {k: v for k, v in d['model'].items() if k != 'neck'}
+    d.pop('asff_neck', None)
     return d
 
 
@@ -71,6 +82,7 @@ def test_asff_configs_differ_from_their_baseline_only_by_the_asff_neck(cfgs, nam
     assert isinstance(neck, list) and len(neck) == 2
     assert neck[0] == base.model.neck             # the baseline neck, unchanged, then ASFF
     assert neck[1].type == 'ASFFNeck'
+    assert set(cfg) - set(base) == {'asff_neck'}  # the only new top-level key: the neck's source
     assert neck[1].get('fuse_levels', list(range(len(fused) if 'yolo' in name else 5))) == fused
 
 
@@ -108,6 +120,12 @@ def test_every_config_builds_and_adds_only_the_asff_parameters(built):
     # §2.2); P3-P5 only: 3.78 M
     assert round(_n(built[MAIN].neck[1]) / 1e6, 2) == 9.62
     assert round(_n(built['retinanet_r50_fpn-asff-p3p5_1x_coco.py'].neck[1]) / 1e6, 2) == 3.78
+    # the cheaper settings (docs/asff.md): neighbours only, 1x1 expand, 128-wide fusion, lite
+    # fuse_range=1: each level keeps its own expand and 1-2 sources instead of 4
+    cheap = {'r1': 5.63, 'e1': 7.00, 'i128': 4.98, 'lite': 1.54}
+    for key, m in cheap.items():
+        asff = built[f'retinanet_r50_fpn-asff-{key}_1x_coco.py'].neck[1]
+        assert round(_n(asff) / 1e6, 2) == m, key
 
 
 def _small_model(cfg):

@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
-from mmengine.runner.checkpoint import load_state_dict
+from mmengine.runner.checkpoint import load_checkpoint
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
@@ -54,7 +54,7 @@ def test_config_parses_and_builds(path):
     name = path.name.split('_')[0]
     if '_phase1_' in path.name:
         assert cfg.load_from is None
-        assert type(head).__name__ == 'FCNHead' and len(model.auxiliary_head) == 2
+        assert type(head).__name__ == 'SkipNetWarmupHead' and not model.with_auxiliary_head
         return
     # phase 2 loads the phase-1 checkpoint of the same method
     phase1 = f"{name.split('-b')[0].split('-conv2d')[0].split('-feature')[0]}_" \
@@ -73,24 +73,36 @@ def test_config_parses_and_builds(path):
             assert fusion.block_size == expected_block and fusion.weight_net == expected_net
 
 
-def test_phase2_loads_the_phase1_encoder_and_score_layer():
+def test_phase2_loads_the_phase1_encoder_and_score_layers(tmp_path):
+    # As the Runner loads `load_from`: mmengine's load_checkpoint, non-strict, by name.
     phase1, _ = _build(CONFIG_DIR / f"baff-skipnet_{STEM.format(phase='phase1')}.py")
     phase2, _ = _build(BAFF_SKIPNET)
+    torch.manual_seed(0)
+    with torch.no_grad():  # phase-1 weights that no initialisation could produce
+        for p in phase1.decode_head.parameters():
+            p.normal_()
     state = phase1.state_dict()
+    ckpt = tmp_path / 'iter_40000.pth'
+    torch.save(dict(meta=dict(), state_dict=state), ckpt)
     before = {k: v.clone() for k, v in phase2.state_dict().items()}
-    load_state_dict(phase2, state, strict=False)
+    load_checkpoint(phase2, str(ckpt), map_location='cpu', strict=False,
+                    revise_keys=[(r'^module\.', '')])
     after = phase2.state_dict()
     missing = sorted(k for k in after if k not in state)
-    assert missing and all(k.startswith(('decode_head.score_convs.', 'decode_head.upsamplers.',
-                                         'decode_head.fusions.')) for k in missing)
-    loaded = [k for k in after if k in state]
-    assert any(k.startswith('backbone.') for k in loaded)
-    assert 'decode_head.conv_seg.weight' in loaded
-    assert all(k.startswith(('backbone.', 'decode_head.conv_seg.')) for k in loaded)
-    for k in loaded:
+    # only what phase 1 does not have starts fresh: the transposed convs and BAFF
+    assert missing and all(k.startswith(('decode_head.upsamplers.', 'decode_head.fusions.'))
+                           for k in missing)
+    assert not [k for k in state if k not in after]  # nothing of phase 1 is dropped
+    for k in ('decode_head.conv_seg.weight', 'decode_head.score_convs.0.weight',
+              'decode_head.score_convs.1.weight'):
         assert torch.equal(after[k], state[k]), k
-    convs = [k for k in loaded if after[k].dim() == 4]
-    assert len(convs) > 50  # every conv of the encoder (and the 1/32 score layer) ...
+    for k in after:
+        if k in state:
+            assert torch.equal(after[k], state[k]), k
+        else:
+            assert torch.equal(after[k], before[k]), k
+    convs = [k for k in after if k in state and after[k].dim() == 4]
+    assert len(convs) > 50  # every conv of the encoder and the 3 score layers ...
     assert all(not torch.equal(after[k], before[k]) for k in convs)  # ... came from phase 1
 
 

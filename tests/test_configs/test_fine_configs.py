@@ -193,3 +193,43 @@ def test_fine_model_runs_end_to_end(cfgs, name):
         assert [tuple(f.shape) for f in feats] == [(1, 256, 25, 41), (1, 256, 13, 21),
                                                     (1, 256, 7, 11), (1, 256, 4, 6)]
     assert all(torch.isfinite(f).all() for f in feats)
+
+
+def _fine_blocks(neck_cfg, scope):
+    """``{name: (class, repr, heads, #params)}`` of the FINE blocks of a neck config."""
+    import fusion_necks  # noqa: F401
+    from mmengine.registry import DefaultScope
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS as REG
+    else:
+        from mmseg.registry import MODELS as REG
+    with DefaultScope.overwrite_default_scope(scope):  # a leaked scope must not redirect
+        neck = REG.build(neck_cfg)
+    return {name: (type(m).__name__, m.extra_repr(), m.num_heads, m.ratio, m.kernel_size,
+                   m.attn.head_dim, sum(p.numel() for p in m.parameters()))
+            for name, m in neck.fine_layers.items()}
+
+
+def test_short_fine_configs_build_the_main_configs_fine_blocks(cfgs):
+    """The FINE model configs other than the main one say only ``type='FINEFPN'``: the
+    module defaults must equal the paper's values that the main config spells out."""
+    main = cfgs[MAIN].model.neck
+    assert main.fine_kernel_sizes == (1, 2) and main.fine_cfg == dict(
+        ratio=2, head_dim=16, attention='aats', pooling='avg', modulation='residual',
+        upsample_mode='nearest')
+    reference = _fine_blocks(main, 'mmdet')
+    assert sorted(reference) == ['level1', 'level2']   # low strides 8 and 16
+    assert {v[2:6] for v in reference.values()} == {(16, 2, 1, 16), (16, 2, 2, 16)}
+    for name in MODELS:
+        if name == MAIN:
+            continue
+        cfg = cfgs[name]
+        neck = cfg.model.neck
+        assert neck.type == 'FINEFPN' and 'fine_cfg' not in neck \
+            and 'fine_kernel_sizes' not in neck, name
+        blocks = _fine_blocks(neck, cfg.default_scope)
+        explicit = _fine_blocks(dict(neck, fine_kernel_sizes=main.fine_kernel_sizes,
+                                     fine_cfg=main.fine_cfg), cfg.default_scope)
+        assert blocks == explicit, name
+        # the main config's blocks, at the same pyramid levels (keys are input indices)
+        assert blocks == reference, name

@@ -238,9 +238,22 @@ def test_full_weight_branch_parameter_count():
 
 
 def test_gn_adapts_to_narrow_weight_convs():
+    # GN(32) on 64 channels: 2 channels per group, kept on the 8-channel weight convs
     m = build_levels([64] * 3, 0, compress_c=8, norm_cfg=dict(type='GN', num_groups=32))
-    assert m.sources['1'].weight.gn.num_groups == 8
+    assert m.sources['1'].weight.gn.num_groups == 4
     assert m.sources['1'].resize[0].gn.num_groups == 32
+    # GN(32) on 256 -> 8 per group -> GN(2) on compress_c 16; on 128 -> GN(4)
+    for width, groups in ((256, 2), (128, 4)):
+        m = build_levels([width] * 2, 0, norm_cfg=dict(type='GN', num_groups=32))
+        assert m.sources['1'].weight.gn.num_groups == groups
+
+
+def test_gn_weight_convs_run_on_1x1_maps():
+    """P7 of a 128 px image is 1x1: GN with one channel per group would be undefined."""
+    m = build_levels([256] * 3, 2, norm_cfg=dict(type='GN', num_groups=32)).eval()
+    xs = [torch.randn(1, 256, 4, 4), torch.randn(1, 256, 2, 2), torch.randn(1, 256, 1, 1)]
+    with torch.no_grad():
+        assert m(xs).shape == (1, 256, 1, 1)
 
 
 # --------------------------------------------------------------------------- limits / errors
@@ -292,3 +305,25 @@ def test_conv_norm_act_state_dict_matches_mmcv_conv_module():
         theirs.load_state_dict(ours.state_dict())
         x = torch.randn(2, 4, 5, 6)
         torch.testing.assert_close(ours.eval()(x), theirs.eval()(x))
+
+
+# --------------------------------------------------------------------------- fast max-pool
+
+
+@pytest.mark.parametrize('hw', [(100, 168), (25, 42), (13, 21), (7, 11), (1, 1), (2, 3)])
+def test_fast_max_pool_equals_the_official_pool(hw):
+    """Inference path (separable strided maxima) == F.max_pool2d(x, 3, 2, 1) bit for bit,
+    odd and even sizes; with autograd, the native op and its argmax gradient."""
+    from fusion_necks.layers.asff_source import max_pool_3x3_s2
+    x = torch.randn(2, 3, *hw)
+    x[0, 0].fill_(-5.0)   # ties and negative values everywhere in one map
+    ref = F.max_pool2d(x, 3, stride=2, padding=1)
+    with torch.no_grad():
+        out = max_pool_3x3_s2(x)
+    assert out.shape == ref.shape == (2, 3, (hw[0] + 1) // 2, (hw[1] + 1) // 2)
+    assert torch.equal(out, ref)
+    xg = x.clone().requires_grad_(True)
+    max_pool_3x3_s2(xg).sum().backward()
+    xr = x.clone().requires_grad_(True)
+    F.max_pool2d(xr, 3, stride=2, padding=1).sum().backward()
+    assert torch.equal(xg.grad, xr.grad)

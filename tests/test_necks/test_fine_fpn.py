@@ -238,8 +238,11 @@ def test_registered_in_both_frameworks():
     from mmseg.registry import MODELS as SEG
     cfg = dict(type='FINEFPN', in_channels=IN_CHANNELS, out_channels=16, num_outs=4,
                fine_cfg=dict(head_dim=8))
-    assert type(DET.build(cfg)) is DetFINEFPN
-    assert type(SEG.build(cfg)) is SegFINEFPN
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        assert type(DET.build(cfg)) is DetFINEFPN
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        assert type(SEG.build(cfg)) is SegFINEFPN
     assert DET.get('FPN') is MMDetFPN and SEG.get('FPN') is MMSegFPN
 
 

@@ -41,13 +41,15 @@ def test_resume_continues_at_the_right_iteration(trained):
 def test_test_tool_prints_metrics_and_dumps(trained, tool):
     out_pkl = str(trained['tmp'] / 'results.pkl')
     proc = tool(['tools/test.py', trained['cfg'], osp.join(trained['work'], 'iter_4.pth'),
-                 '--work-dir', str(trained['tmp'] / 'test'), '--out', out_pkl])
+                 '--work-dir', str(trained['tmp'] / 'test'), '--out', out_pkl, '--show-dir', 'vis'])
     out = proc.stdout + proc.stderr
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_s', 'coco/bbox_mAP_m', 'coco/bbox_mAP_l'):
         assert key in out
     with open(out_pkl, 'rb') as f:
         results = pickle.load(f)
     assert len(results) == 8 and 'pred_instances' in results[0]
+    painted = glob.glob(str(trained['tmp'] / 'test' / '*' / 'vis' / '*.jpg'))
+    assert len(painted) == 8, painted
 
 
 def test_load_from_runner_checkpoint(trained, tool):

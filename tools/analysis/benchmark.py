@@ -12,6 +12,8 @@ see ``fusion_necks/analysis/measure.py``). ``--backward`` times
 forward + backward of the sum of the outputs instead of inference. Inference
 runs under ``torch.inference_mode``. ``--threads`` sets torch's CPU threads.
 A ``pkg.module:callable`` target needs only PyTorch (for machines without mm*).
+Throughput (images/s) is batch / median latency; the batch is ``--batch`` for a
+config and the leading dimension of the first ``--inputs`` shape for a callable.
 """
 import argparse
 import json
@@ -29,8 +31,9 @@ def parse_args(argv=None):
     p.add_argument('--kwargs', default='{}', help='JSON keyword arguments for callables')
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--part', default='model', choices=('model', 'backbone', 'neck', 'decode_head'))
-    p.add_argument('--mode', default='predict', choices=('tensor', 'predict'),
-                   help="--part model: 'predict' includes post-processing (default)")
+    p.add_argument('--mode', default=None, choices=('tensor', 'predict'),
+                   help="--part model: 'predict' includes post-processing (default; "
+                   "'tensor' with --backward, which needs tensor outputs)")
     p.add_argument('--no-pad', action='store_true')
     p.add_argument('--runs', type=int, default=20)
     p.add_argument('--warmup', type=int, default=3)
@@ -80,6 +83,10 @@ def make_call(target, backward: bool):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mode is None:
+        args.mode = 'tensor' if args.backward else 'predict'
+    elif args.backward and args.mode == 'predict' and args.part == 'model':
+        raise SystemExit('error: --backward needs tensor outputs; use --mode tensor')
     import platform
 
     import torch
@@ -93,7 +100,7 @@ def main(argv=None):
         from fusion_necks.utils.config import parse_cfg_options
         cfg_options = parse_cfg_options(args.cfg_options)
 
-    calls, descs, names = {}, {}, []
+    calls, descs, names, batches = {}, {}, [], {}
     for t in args.targets:
         m = build_measurable(t, shape=tuple(args.shape) if args.shape else None,
                              input_shapes=[parse_shape(s) for s in args.inputs], batch=args.batch,
@@ -104,6 +111,10 @@ def main(argv=None):
         calls[name] = make_call(m, args.backward)
         descs[name] = m.input_desc
         names.append(name)
+        # images per call: --batch for configs, the leading dim of a callable's first input
+        first = m.inputs[0] if m.inputs else None
+        batches[name] = args.batch if t.endswith('.py') else (
+            int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1)
 
     dev = args.device
     dev_desc = (torch.cuda.get_device_name(0) if dev.startswith('cuda')
@@ -120,10 +131,16 @@ def main(argv=None):
                                measure_memory=not args.no_memory,
                                memory_method=args.memory_method)
     print(format_table([timings[n] for n in names], reference=names[0] if len(names) > 1 else None))
+    for n in names:
+        print(f'throughput: {n}: {batches[n] * 1e3 / timings[n].median_ms:.2f} images/s '
+              f'(batch {batches[n]} / median latency)')
     if args.json:
         out = dict(device=dev, device_desc=dev_desc, torch=torch.__version__, part=args.part,
                    mode=args.mode, backward=args.backward, runs=args.runs, warmup=args.warmup,
-                   inputs=descs, results=[timings[n].as_dict(with_samples=True) for n in names])
+                   inputs=descs,
+                   results=[dict(timings[n].as_dict(with_samples=True), batch=batches[n],
+                                 images_per_s=batches[n] * 1e3 / timings[n].median_ms)
+                            for n in names])
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, 'w') as f:
             json.dump(out, f, indent=2)

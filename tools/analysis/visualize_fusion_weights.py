@@ -81,6 +81,20 @@ def _as_channels(tensor):
 
 # ----------------------------------------------------------------------------- model
 
+def build_eval_model(config: str, checkpoint: Optional[str], device: str = 'cpu',
+                     cfg_options: Optional[dict] = None):
+    """``(model, cfg)``: the config's model in eval mode on ``device``, with ``checkpoint``
+    loaded strictly (random weights when it is None). Shared with fusion_weight_stats.py."""
+    from mmengine.runner import load_checkpoint
+
+    from fusion_necks.utils.config import build_model, detect_scope, load_config
+    cfg = load_config(config, cfg_options)
+    model = build_model(cfg, detect_scope(cfg))
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    return model.to(device).eval(), cfg
+
+
 def load_model_and_data(config: str, checkpoint: Optional[str], image: str, device: str = 'cpu',
                         cfg_options: Optional[dict] = None):
     """Build the model, load the checkpoint, run the test pipeline on ``image``.
@@ -88,16 +102,8 @@ def load_model_and_data(config: str, checkpoint: Optional[str], image: str, devi
     Returns ``(model, data)`` with ``data`` the output of the data preprocessor.
     """
     from mmengine.dataset import Compose, pseudo_collate
-    from mmengine.runner import load_checkpoint
 
-    from fusion_necks.utils.config import build_model, detect_scope, load_config
-    cfg = load_config(config, cfg_options)
-    scope = detect_scope(cfg)
-    model = build_model(cfg, scope)
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    model.to(device).eval()
-
+    model, cfg = build_eval_model(config, checkpoint, device, cfg_options)
     pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
                 if not str(t['type']).split('.')[-1].startswith('LoadAnnotations')]
     results = Compose(pipeline)(dict(img_path=image, img_id=0))
