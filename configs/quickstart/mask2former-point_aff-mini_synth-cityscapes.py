@@ -11,44 +11,26 @@
 # (64x64 for 256x256 crops instead of 128x256 for 512x1024).
 #   python tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes
 #   python tools/train.py configs/quickstart/mask2former-point_aff-mini_synth-cityscapes.py
-_base_ = '../autofocusformer/mask2former-point_aff-mini_8xb4-45k_cityscapes-512x1024.py'
+_base_ = ['../autofocusformer/mask2former-point_aff-mini_8xb4-45k_cityscapes-512x1024.py',
+          '../_base_/synthetic_cityscapes_quickstart.py']
 custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
 
-data_root = 'data/synthetic_cityscapes/'
-crop_size = (256, 256)
-img_scale = (512, 256)
+__data = _base_.synthetic_cityscapes
+data_root = __data.data_root
+crop_size = __data.crop_size
+img_scale = __data.img_scale
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(init_cfg=None),
     decode_head=dict(train_cfg=dict(num_points=1568)))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(
-    batch_size=2, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_pipeline = __data.train_pipeline
+test_pipeline = __data.test_pipeline
+train_dataloader = dict(__data.train_dataloader, batch_size=2)
+val_dataloader = __data.val_dataloader
 test_dataloader = val_dataloader
-val_evaluator = [
-    dict(type='IoUMetric', iou_metrics=['mIoU']),
-    dict(type='CityscapesMetric', output_dir='work_dirs/format_results/synthetic_cityscapes')
-]
+val_evaluator = [__data.iou_metric, __data.cityscapes_metric]
 test_evaluator = val_evaluator
 
 lr = 0.0002

@@ -4,40 +4,22 @@
 # pipeline size (256x512 images) and the schedule change.
 #   python tools/dataset_converters/make_synthetic_cityscapes.py data/synthetic_cityscapes
 #   python tools/train.py configs/quickstart/sem-fpn_r18_fpn_synth-cityscapes.py
-_base_ = '../fpn/fpn_r18_4xb2-80k_cityscapes-512x1024.py'
+_base_ = ['../fpn/fpn_r18_4xb2-80k_cityscapes-512x1024.py',
+          '../_base_/synthetic_cityscapes_quickstart.py']
 
-data_root = 'data/synthetic_cityscapes/'
-crop_size = (256, 256)
-img_scale = (512, 256)
+__data = _base_.synthetic_cityscapes
+data_root = __data.data_root
+crop_size = __data.crop_size
+img_scale = __data.img_scale
 
 model = dict(pretrained=None, data_preprocessor=dict(size=crop_size))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_pipeline = __data.train_pipeline
+test_pipeline = __data.test_pipeline
+train_dataloader = __data.train_dataloader
+val_dataloader = __data.val_dataloader
 test_dataloader = val_dataloader
-val_evaluator = [
-    dict(type='IoUMetric', iou_metrics=['mIoU']),
-    dict(type='CityscapesMetric', output_dir='work_dirs/format_results/synthetic_cityscapes')
-]
+val_evaluator = [__data.iou_metric, __data.cityscapes_metric]
 test_evaluator = val_evaluator
 
 max_iters = 400

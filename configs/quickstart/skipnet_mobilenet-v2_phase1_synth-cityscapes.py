@@ -8,42 +8,25 @@
 #   python tools/train.py configs/quickstart/skipnet_mobilenet-v2_phase1_synth-cityscapes.py
 # then phase 2: skipnet_mobilenet-v2_phase2_synth-cityscapes.py (SkipNet) and
 # baff-skipnet_mobilenet-v2_phase2_synth-cityscapes.py (BAFF-SkipNet) load this checkpoint.
-_base_ = '../baff_skipnet/skipnet_mobilenet-v2_phase1_4xb2-40k_cityscapes-512x1024.py'
+_base_ = ['../baff_skipnet/skipnet_mobilenet-v2_phase1_4xb2-40k_cityscapes-512x1024.py',
+          '../_base_/synthetic_cityscapes_quickstart.py']
 
-data_root = 'data/synthetic_cityscapes/'
-crop_size = (256, 256)
-img_scale = (512, 256)
+__data = _base_.synthetic_cityscapes
+data_root = __data.data_root
+crop_size = __data.crop_size
+img_scale = __data.img_scale
 
 # from scratch: no ImageNet MobileNetV2 offline
 model = dict(pretrained=None, data_preprocessor=dict(size=crop_size))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=img_scale, ratio_range=(0.75, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(
-    batch_size=4, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_pipeline = __data.train_pipeline
+test_pipeline = __data.test_pipeline
+train_dataloader = __data.train_dataloader
+val_dataloader = __data.val_dataloader
 test_dataloader = val_dataloader
-val_evaluator = [
-    dict(type='IoUMetric', iou_metrics=['mIoU']),
-    # own folder: the sem-fpn quickstarts write theirs at the same time
-    dict(type='CityscapesMetric', output_dir='work_dirs/format_results/skipnet_synth-cityscapes')
-]
+# own CityscapesMetric folder: the sem-fpn quickstarts may write theirs at the same time
+val_evaluator = [__data.iou_metric,
+                 dict(__data.cityscapes_metric, output_dir='work_dirs/format_results/skipnet_synth-cityscapes')]
 test_evaluator = val_evaluator
 
 # Schedule for training from scratch on a CPU (the detector quickstart's recipe: AdamW
