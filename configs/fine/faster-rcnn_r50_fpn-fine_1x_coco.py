@@ -16,3 +16,6 @@ model = dict(
             pooling='avg',           # Down() of AATS (Table 6)
             modulation='residual',   # Eq. 9 (Sec. 5.3.4)
             upsample_mode='nearest')))   # Up() of Eq. 8
+# Init (the paper states none): zeros_init defaults to a zero W_O with the residual
+# modulation, so FINE starts as the identity; ./faster-rcnn_r50_fpn-fine-xavier_1x_coco.py
+# starts W_O Xavier instead (docs/fine.md).

@@ -90,6 +90,8 @@ class CrossLevelAttention(nn.Module):
         num_areas (int): ``A`` for ``'area'``. Default: 4 (Table 3).
         scale_ratio (int): stride of the key map over stride of the query map (2 for
             adjacent FPN levels); pairs the regions of ``'window'`` and ``'area'``.
+        zeros_init (bool): start ``W_O`` (and its bias) at zero, so the output starts at
+            zero; ``W_Q, W_K, W_V`` stay Xavier. Default: False (Xavier ``W_O``).
 
     Shapes:
         query_map ``B x C x H_q x W_q``, key_map ``B x C x H_k x W_k`` ->
@@ -104,7 +106,8 @@ class CrossLevelAttention(nn.Module):
                  kernel: str = 'softmax',
                  window_size: int = 7,
                  num_areas: int = 4,
-                 scale_ratio: int = 2) -> None:
+                 scale_ratio: int = 2,
+                 zeros_init: bool = False) -> None:
         super().__init__()
         _check_int('channels', channels)
         _check_int('num_heads', num_heads)
@@ -127,6 +130,7 @@ class CrossLevelAttention(nn.Module):
         self.window_size = window_size
         self.num_areas = num_areas
         self.scale_ratio = scale_ratio
+        self.zeros_init = bool(zeros_init)
         self.q_proj = nn.Linear(channels, channels, bias=bias)
         self.k_proj = nn.Linear(channels, channels, bias=bias)
         self.v_proj = nn.Linear(channels, channels, bias=bias)
@@ -134,11 +138,15 @@ class CrossLevelAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Xavier-uniform weights and zero biases, as nn.MultiheadAttention.
+        # Xavier-uniform weights and zero biases, as nn.MultiheadAttention; with
+        # zeros_init, W_O starts at zero so that the output starts at zero (mmcv's
+        # NonLocal2d(zeros_init=True) does the same for its residual branch).
         for proj in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
             nn.init.xavier_uniform_(proj.weight)
             if proj.bias is not None:
                 nn.init.zeros_(proj.bias)
+        if self.zeros_init:
+            nn.init.zeros_(self.out_proj.weight)
 
     # ------------------------------------------------------------------ grouping
     def _windows(self, hq: int, wq: int, hk: int, wk: int) -> Tuple[int, int, int, int]:

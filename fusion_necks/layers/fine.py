@@ -105,6 +105,18 @@ class FINE(nn.Module, FusionWeightRecorder):
     Not implemented from the public code (the paper does not describe them): its sin-cos
     position embedding, the LayerNorms and the FFN after the attention.
 
+    Initialisation (the paper does not state one): ``W_Q, W_K, W_V`` are Xavier-uniform
+    (as ``nn.MultiheadAttention``). ``W_O`` is zero by default when the modulation is
+    ``'residual'``, so ``M = 0`` and FINE starts as the identity (``F_low^aligned =
+    F_low``, the "conservative refinement pathway" of Sec. 4.4; mmcv's
+    ``NonLocal2d(zeros_init=True)`` starts its residual attention branch the same way).
+    ``W_O`` receives a gradient from the first step and the other projections from the
+    second. With a random ``W_O``, ``F_low * M`` rescales every lateral by a random
+    ``O(1)`` factor from step 0 and roughly triples the gradient norm of a detector
+    trained from scratch (measured on the synthetic quickstart, see docs/fine.md);
+    ``zeros_init=False`` gives that Xavier reading. ``'direct'`` and ``'none'`` keep a
+    Xavier ``W_O`` by default: there a zero ``M`` would switch ``F_low`` off.
+
     When fusion-weight recording is on (:func:`set_fusion_weight_recording`), the last
     forward pass keeps (Figure 8): ``'high'`` ``B x C x H_high x W_high`` (``F_high``),
     ``'low'`` ``B x C x H x W`` (``F_low``), ``'M'`` ``B x C x H x W`` (the upsampled
@@ -126,6 +138,8 @@ class FINE(nn.Module, FusionWeightRecorder):
         num_areas (int): areas of ``attention='area'``. Default: 4.
         scale_ratio (int): stride of ``F_high`` over stride of ``F_low`` (2 in an FPN),
             used by ``'window'``/``'area'`` to pair regions. Default: 2.
+        zeros_init (bool, optional): start ``W_O`` at zero (see above). Default: None,
+            i.e. True for ``modulation='residual'`` and False otherwise.
         high_channels (int, optional): channels of ``F_high`` if they differ from
             ``channels``; only checked (FINE needs equal channels, Appendix C: project
             ``F_high`` with a 1x1 conv first).
@@ -148,6 +162,7 @@ class FINE(nn.Module, FusionWeightRecorder):
                  window_size: int = 7,
                  num_areas: int = 4,
                  scale_ratio: int = 2,
+                 zeros_init: Optional[bool] = None,
                  high_channels: Optional[int] = None) -> None:
         super().__init__()
         _check_int('channels', channels)
@@ -170,6 +185,10 @@ class FINE(nn.Module, FusionWeightRecorder):
             raise ValueError(f'upsample_mode must be one of {FINE_UPSAMPLE_MODES}, '
                              f'got {upsample_mode!r}')
         heads = resolve_heads(channels, num_heads, head_dim)
+        if zeros_init is None:
+            zeros_init = modulation == 'residual'
+        elif not isinstance(zeros_init, bool):
+            raise ValueError(f'zeros_init must be True, False or None, got {zeros_init!r}')
 
         self.channels = channels
         self.kernel_size = kernel_size
@@ -178,6 +197,7 @@ class FINE(nn.Module, FusionWeightRecorder):
         self.pooling = pooling
         self.modulation = modulation
         self.upsample_mode = upsample_mode
+        self.zeros_init = zeros_init
         self.sampled, grouping, kernel = FINE_ATTENTIONS[attention]
         if self.sampled:
             self.low_sampler = TokenSampler(channels, ratio * kernel_size, pooling)
@@ -186,7 +206,8 @@ class FINE(nn.Module, FusionWeightRecorder):
             self.low_sampler = self.high_sampler = None
         self.attn = CrossLevelAttention(channels, heads, bias=bias, grouping=grouping,
                                         kernel=kernel, window_size=window_size,
-                                        num_areas=num_areas, scale_ratio=scale_ratio)
+                                        num_areas=num_areas, scale_ratio=scale_ratio,
+                                        zeros_init=zeros_init)
 
     @property
     def num_heads(self) -> int:

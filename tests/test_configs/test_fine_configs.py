@@ -52,6 +52,7 @@ ABLATIONS = {
     'faster-rcnn_r50_fpn-fine-dwconv_1x_coco.py': (MAIN, 'fine_cfg.pooling', 'dwconv'),
     'faster-rcnn_r50_fpn-fine-direct_1x_coco.py': (MAIN, 'fine_cfg.modulation', 'direct'),
     'faster-rcnn_r50_fpn-fine-nomod_1x_coco.py': (MAIN, 'fine_cfg.modulation', 'none'),
+    'faster-rcnn_r50_fpn-fine-xavier_1x_coco.py': (MAIN, 'fine_cfg.zeros_init', False),
 }
 OTHER = {'faster-rcnn_r50_fpn-fine-public_1x_coco.py'}
 
@@ -233,3 +234,20 @@ def test_short_fine_configs_build_the_main_configs_fine_blocks(cfgs):
         assert blocks == explicit, name
         # the main config's blocks, at the same pyramid levels (keys are input indices)
         assert blocks == reference, name
+
+
+def test_init_of_w_o_per_config(cfgs):
+    """Zero W_O (FINE starts as the identity) with the residual modulation; Xavier for the
+    direct/none ablations (a zero M would switch F_low off) and the xavier config."""
+    xavier = {f'faster-rcnn_r50_fpn-fine-{x}_1x_coco.py'
+              for x in ('direct', 'nomod', 'xavier', 'public')}
+    import fusion_necks  # noqa: F401
+    from mmdet.registry import MODELS as REG
+    from mmengine.registry import DefaultScope
+    for name in (MAIN, *ABLATIONS, *OTHER):
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            neck = REG.build(cfgs[name].model.neck)
+        for block in neck.fine_layers.values():
+            zero = bool(torch.count_nonzero(block.attn.out_proj.weight) == 0)
+            assert block.zeros_init is zero is (name not in xavier), name
+

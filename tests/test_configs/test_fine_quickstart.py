@@ -46,6 +46,13 @@ def test_fine_quickstart_changes_only_the_neck_type(fine, fpn):
     assert a['custom_imports'] == dict(imports=['fusion_necks'], allow_failed_imports=False)
 
 
+def test_fine_xavier_quickstart_changes_only_the_init():
+    a = load(osp.join(QS, 'retinanet_r18_fine-xavier_synth-coco.py')).to_dict()
+    b = load(osp.join(QS, 'retinanet_r18_fine_synth-coco.py')).to_dict()
+    assert diff(a, b) == {'model.neck.fine_cfg'}
+    assert a['model']['neck']['fine_cfg'] == dict(zeros_init=False)
+
+
 def test_demo_one_word_switch_finds_the_fine_configs():
     import runpy
     demo = runpy.run_path(osp.join(ROOT, 'tools', 'demo.py'))
@@ -53,6 +60,8 @@ def test_demo_one_word_switch_finds_the_fine_configs():
         QS, 'retinanet_r18_fine_synth-coco.py')
     assert demo['quickstart_config']('seg', 'fine') == osp.join(
         QS, 'sem-fpn_r18_fine_synth-cityscapes.py')
+    assert demo['quickstart_config']('det', 'fine-xavier') == osp.join(
+        QS, 'retinanet_r18_fine-xavier_synth-coco.py')
 
 
 @pytest.mark.parametrize('name,official', [

@@ -214,9 +214,49 @@ def test_zero_out_projection_gives_identity(attention, low_hw, high_hw):
     assert torch.equal(m(low, high), torch.zeros_like(low))
 
 
+@pytest.mark.parametrize('attention', ATTENTIONS)
+def test_default_init_is_the_identity_with_residual_modulation(attention):
+    """Default init: W_O = 0 with Eq. 9 (FINE starts as the identity); 'direct' and
+    'none' keep a Xavier W_O (a zero M would switch F_low off)."""
+    low, high = torch.randn(2, 16, 13, 11), torch.randn(2, 16, 7, 6)
+    m = FINE(16, kernel_size=2, attention=attention, head_dim=8, bias=True, window_size=3)
+    assert m.zeros_init and torch.count_nonzero(m.attn.out_proj.weight) == 0
+    assert torch.count_nonzero(m.attn.q_proj.weight) == 16 * 16    # Q, K, V stay Xavier
+    assert torch.equal(m(low, high), low)
+    for modulation in ('direct', 'none'):
+        m = FINE(16, kernel_size=2, attention=attention, head_dim=8, modulation=modulation)
+        assert not m.zeros_init and m.attn.out_proj.weight.abs().min() > 0
+        assert m(low, high).abs().sum() > 0
+    m = FINE(16, head_dim=8, zeros_init=False)
+    assert m.attn.out_proj.weight.abs().min() > 0 and not torch.equal(m(low, high), low)
+    m = FINE(16, head_dim=8, modulation='direct', zeros_init=True)
+    assert torch.equal(m(low, high), torch.zeros_like(low))
+
+
+@pytest.mark.parametrize('attention', ATTENTIONS)
+def test_default_init_trains_every_parameter(attention):
+    """From W_O = 0, the first step moves W_O (only its gradient is non-zero), and from
+    the second step on every parameter gets a gradient: nothing is stuck at init."""
+    torch.manual_seed(5)
+    m = FINE(16, kernel_size=2, attention=attention, pooling='dwconv', bias=True, head_dim=8,
+             window_size=3)
+    low, high = torch.randn(2, 16, 13, 11), torch.randn(2, 16, 7, 6)
+    target = torch.randn(2, 16, 13, 11)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    ((m(low, high) - target) ** 2).mean().backward()
+    grads = {n: p.grad.abs().sum().item() for n, p in m.named_parameters()}
+    assert grads.pop('attn.out_proj.weight') > 0 and grads.pop('attn.out_proj.bias') > 0
+    assert all(g == 0 for g in grads.values()), grads     # everything else is behind W_O
+    opt.step()
+    opt.zero_grad()
+    ((m(low, high) - target) ** 2).mean().backward()
+    for name, p in m.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+
+
 def test_aats_with_r1_k1_is_vanilla():
     """Kernels of size 1 sample nothing: AATS(r=1, k=1) == dense pixel-to-pixel attention."""
-    a = FINE(16, kernel_size=1, ratio=1, head_dim=4)
+    a = FINE(16, kernel_size=1, ratio=1, head_dim=4, zeros_init=False)
     v = FINE(16, attention='vanilla', head_dim=4)
     v.load_state_dict(a.state_dict())
     low, high = torch.randn(1, 16, 9, 11), torch.randn(1, 16, 5, 6)
@@ -237,7 +277,7 @@ def test_any_size_is_aligned(low_hw, high_hw, k):
     """Output keeps the low shape; and a change in one low pixel of the last (partial)
     token only changes the pixels of that token's r*k x r*k block (no misalignment)."""
     C = 16
-    m = FINE(C, kernel_size=k, head_dim=8).eval()
+    m = FINE(C, kernel_size=k, head_dim=8, zeros_init=False).eval()
     low, high = torch.randn(1, C, *low_hw), torch.randn(1, C, *high_hw)
     with torch.no_grad():
         out = m(low, high)
@@ -257,7 +297,7 @@ def test_any_size_is_aligned(low_hw, high_hw, k):
 def test_every_parameter_gets_a_gradient(attention):
     torch.manual_seed(5)
     m = FINE(16, kernel_size=2, attention=attention, pooling='dwconv', bias=True, head_dim=8,
-             window_size=3)
+             window_size=3, zeros_init=False)
     low, high = torch.randn(2, 16, 13, 11, requires_grad=True), torch.randn(2, 16, 7, 6)
     (m(low, high) ** 2).sum().backward()
     params = dict(m.named_parameters())
@@ -304,7 +344,7 @@ def test_default_heads_and_shapes():
 def test_ablation_switches_build_and_run(attention, ratio, k, pooling, modulation,
                                          upsample_mode):
     m = FINE(32, kernel_size=k, ratio=ratio, attention=attention, pooling=pooling,
-             modulation=modulation, upsample_mode=upsample_mode)
+             modulation=modulation, upsample_mode=upsample_mode, zeros_init=False)
     low, high = torch.randn(2, 32, 26, 42), torch.randn(2, 32, 13, 21)
     out = m(low, high)
     assert out.shape == low.shape and torch.isfinite(out).all()
@@ -327,7 +367,7 @@ def test_bilinear_upsampling_is_centred():
 
 
 def test_recording_for_figure_8():
-    m = FINE(16, kernel_size=2, head_dim=8)
+    m = FINE(16, kernel_size=2, head_dim=8, zeros_init=False)
     low, high = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 6, 8)
     out = m(low, high)
     assert m.fusion_weight_maps() == {}
@@ -356,6 +396,7 @@ def test_recording_for_figure_8():
     (dict(channels=256, ratio=0), 'ratio must be an int'),
     (dict(channels=256, kernel_size=1.5), 'kernel_size must be an int'),
     (dict(channels=256, attention='window', window_size=0), 'window_size'),
+    (dict(channels=256, zeros_init=1), 'zeros_init must be True, False or None'),
 ])
 def test_bad_construction_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):

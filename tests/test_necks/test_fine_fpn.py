@@ -79,18 +79,22 @@ def test_equals_framework_fpn_when_fine_is_off_or_a_no_op(flavour, fpn_cls, cfg)
     assert len(out) == len(ref)
     assert all(torch.equal(a, b) for a, b in zip(out, ref))
     # (b) FINE at every stage but with W_O = 0 (M = 0, Eq. 9 -> F_low): still exactly FPN,
-    # so FINE sits exactly at the top-down addition and nothing else changes
+    # so FINE sits exactly at the top-down addition and nothing else changes; the default
+    # init is that (zeros_init), and so is a zeroed Xavier W_O
     steps = off.backbone_end_level - off.start_level - 1
-    on = flavour(IN_CHANNELS, 32, fine_kernel_sizes=(1, 2, 4)[:steps], **cfg).eval()
-    assert len(on.fine_layers) == steps
-    same_weights(on, fpn)
-    zero_fine(on)
-    out = on(feats)
-    assert all(torch.equal(a, b) for a, b in zip(out, ref))
+    for zeros_init in (None, False):
+        on = flavour(IN_CHANNELS, 32, fine_kernel_sizes=(1, 2, 4)[:steps],
+                     fine_cfg=dict(zeros_init=zeros_init), **cfg).eval()
+        assert len(on.fine_layers) == steps
+        same_weights(on, fpn)
+        if zeros_init is False:
+            zero_fine(on)
+        out = on(feats)
+        assert all(torch.equal(a, b) for a, b in zip(out, ref))
     # (c) live FINE changes exactly the levels at and below its highest stage; the top
     # level and the extra levels (built from the top input/lateral/output) are untouched
     torch.manual_seed(1)
-    live = flavour(IN_CHANNELS, 32, **cfg).eval()
+    live = flavour(IN_CHANNELS, 32, fine_cfg=dict(zeros_init=False), **cfg).eval()
     same_weights(live, fpn)
     out = live(feats)
     highest = max(int(n[len('level'):]) for n in live.fine_layers) - live.start_level
@@ -210,7 +214,7 @@ def test_odd_input_sizes(flavour):
 @pytest.mark.parametrize('flavour', [DetFINEFPN, SegFINEFPN])
 def test_every_fine_parameter_gets_a_gradient(flavour):
     neck = flavour(IN_CHANNELS, 16, num_outs=5, fine_kernel_sizes=(1, 2, 4),
-                   fine_cfg=dict(head_dim=8, pooling='dwconv', bias=True))
+                   fine_cfg=dict(head_dim=8, pooling='dwconv', bias=True, zeros_init=False))
     outs = neck(pyramid(40, 52, batch=2))
     sum((o ** 2).mean() for o in outs).backward()
     fine_params = [(n, p) for n, p in neck.named_parameters() if n.startswith('fine_layers')]
@@ -274,7 +278,8 @@ def test_eq3_top_down_wiring():
     import torch.nn.functional as F
     from fusion_necks.layers import iter_fusion_weight_maps, set_fusion_weight_recording
     torch.manual_seed(3)
-    neck = DetFINEFPN(IN_CHANNELS, 16, num_outs=4, fine_cfg=dict(head_dim=8)).eval()
+    neck = DetFINEFPN(IN_CHANNELS, 16, num_outs=4,
+                      fine_cfg=dict(head_dim=8, zeros_init=False)).eval()
     set_fusion_weight_recording(neck)
     feats = pyramid(40, 61)
     with torch.no_grad():
@@ -310,3 +315,5 @@ def test_init_weights_keeps_fine_initialisation():
     for k, v in before.items():
         assert torch.equal(v, neck.state_dict()[k]), k
     assert torch.all(neck.fine_layers['level1'].low_sampler.weight == 1 / 16)
+    assert all(torch.count_nonzero(f.attn.out_proj.weight) == 0       # zeros_init kept
+               for f in neck.fine_layers.values())
