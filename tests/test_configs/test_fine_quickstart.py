@@ -49,8 +49,9 @@ def test_fine_quickstart_changes_only_the_neck_type(fine, fpn):
 def test_fine_xavier_quickstart_changes_only_the_init():
     a = load(osp.join(QS, 'retinanet_r18_fine-xavier_synth-coco.py')).to_dict()
     b = load(osp.join(QS, 'retinanet_r18_fine_synth-coco.py')).to_dict()
-    assert diff(a, b) == {'model.neck.fine_cfg'}
-    assert a['model']['neck']['fine_cfg'] == dict(zeros_init=False)
+    assert diff(a, b) == {'model.neck.fine_cfg.zeros_init'}
+    assert a['model']['neck']['fine_cfg']['zeros_init'] is False
+    assert b['model']['neck'].get('fine_cfg', {}).get('zeros_init') is None
 
 
 def test_demo_one_word_switch_finds_the_fine_configs():
