@@ -8,6 +8,7 @@ differently, that reading is an option here and the docstring says so.
 Plain PyTorch (no OpenMMLab imports): used by the FPN+FINE necks in
 ``fusion_necks.necks``, and timed on machines that have no mm* packages.
 """
+import logging
 from typing import Optional
 
 import torch
@@ -31,30 +32,89 @@ FINE_MODULATIONS = ('residual', 'direct', 'none')
 FINE_UPSAMPLE_MODES = ('nearest', 'bilinear', 'bicubic')
 DEFAULT_HEAD_DIM = 16
 
+logger = logging.getLogger(__name__)
+
 
 def _check_int(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
 
 
+def default_num_heads(channels: int, head_dim: int = DEFAULT_HEAD_DIM) -> int:
+    """Heads ``h`` when neither ``num_heads`` nor ``head_dim`` is given.
+
+    The paper fixes the per-head dimension ``d = 16`` and adjusts ``h = C / d`` (Sec.
+    5.3.3, Table 4). Rule:
+
+    - ``d = 16`` whenever 16 divides ``C``: ``h = C / 16`` (e.g. 16 heads at ``C = 256``,
+      8 at ``C = 128``);
+    - otherwise ``h`` is the divisor of ``C`` nearest to ``C / 16`` (``C = 8`` -> ``h =
+      1``, ``d = 8``; ``C = 40`` -> ``h = 2``, ``d = 20``; ``C = 100`` -> ``h = 5``, ``d =
+      20``). On a tie (one divisor below ``C / 16`` and one above, equally far) the larger
+      head count wins, whose ``d`` is the nearer to 16 by ratio (``C = 24``: ``h = 1`` and
+      ``h = 2`` are both 0.5 from 1.5 -> ``h = 2``, ``d = 12``). Table 4 finds ``d = 8``
+      as good as ``d = 16`` at ``C = 256``, and only ``d < 8`` or very few heads worse.
+
+    Args:
+        channels (int): ``C``.
+        head_dim (int): the target ``d``. Default: 16.
+
+    Returns:
+        int: ``h``, a divisor of ``channels``.
+    """
+    _check_int('channels', channels)
+    _check_int('head_dim', head_dim)
+    if channels % head_dim == 0:
+        return channels // head_dim
+    target = channels / head_dim
+    divisors = [h for h in range(1, channels + 1) if channels % h == 0]
+    return min(divisors, key=lambda h: (abs(h - target), -h))
+
+
 def resolve_heads(channels: int, num_heads: Optional[int], head_dim: Optional[int]) -> int:
-    """Number of heads from ``num_heads`` and/or ``head_dim`` (default ``d = 16``, Table 4)."""
+    """Number of heads from ``num_heads`` and/or ``head_dim``.
+
+    Neither given (the default): :func:`default_num_heads` (``d = 16`` where 16 divides
+    ``C``, else the nearest valid head count, with a warning on the ``fusion_necks``
+    logger). Given explicitly, they must fit ``C`` exactly, or a ``ValueError`` names the
+    argument and the values that would work.
+    """
     if num_heads is None and head_dim is None:
-        head_dim = DEFAULT_HEAD_DIM
+        heads = default_num_heads(channels)
+        if channels % DEFAULT_HEAD_DIM:
+            logger.warning(default_heads_message(channels, heads))
+        return heads
     if num_heads is not None:
         _check_int('num_heads', num_heads)
         if channels % num_heads:
             raise ValueError(f'channels ({channels}) must be divisible by num_heads '
-                             f'({num_heads})')
+                             f'({num_heads}): num_heads must be one of '
+                             f'{_divisors(channels)}, or leave num_heads and head_dim unset '
+                             f'for the default (d = {DEFAULT_HEAD_DIM} where it divides C)')
         if head_dim is not None and num_heads * head_dim != channels:
             raise ValueError(f'num_heads ({num_heads}) x head_dim ({head_dim}) must equal '
                              f'channels ({channels}); set only one of them')
         return num_heads
     _check_int('head_dim', head_dim)
     if channels % head_dim:
-        raise ValueError(f'channels ({channels}) must be divisible by head_dim ({head_dim}); '
-                         f'pass num_heads or another head_dim')
+        raise ValueError(f'channels ({channels}) must be divisible by head_dim ({head_dim}): '
+                         f'head_dim must be one of {_divisors(channels)}, or leave num_heads '
+                         f'and head_dim unset for the default (d = {DEFAULT_HEAD_DIM} where '
+                         f'it divides C, else h = {default_num_heads(channels)} heads here)')
     return channels // head_dim
+
+
+def _divisors(n: int) -> list:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def default_heads_message(channels: int, heads: int) -> str:
+    """The log line of the head rule (:func:`default_num_heads`) when 16 does not divide C."""
+    return (f'FINE: channels C={channels} is not divisible by the default head_dim '
+            f'd={DEFAULT_HEAD_DIM}; using num_heads={heads} (head_dim={channels // heads}), '
+            f'the divisor of {channels} nearest to C/{DEFAULT_HEAD_DIM}='
+            f'{channels / DEFAULT_HEAD_DIM:g} (ties: more heads). Set num_heads or head_dim '
+            f'(fine_cfg in FINEFPN) to choose.')
 
 
 class FINE(nn.Module, FusionWeightRecorder):
@@ -127,7 +187,10 @@ class FINE(nn.Module, FusionWeightRecorder):
         kernel_size (int): ``k``, the sampling kernel of ``F_high``. Default: 1.
         ratio (int): ``r``, so ``F_low`` is sampled with kernel ``r k``. Default: 2.
         num_heads (int, optional): heads ``h``. Give this or ``head_dim``.
-        head_dim (int, optional): ``d``; ``h = C / d``. Default (neither given): 16.
+        head_dim (int, optional): ``d``; ``h = C / d``. Default (neither given): ``d =
+            16`` where 16 divides ``C``, otherwise the divisor of ``C`` nearest to ``C / 16``
+            heads (ties: more heads), logged as a warning (:func:`default_num_heads`). An
+            explicit value that does not divide ``C`` raises.
         attention (str): see above. Default: ``'aats'``.
         pooling (str): ``Down`` operator of AATS. Default: ``'avg'``.
         modulation (str): see above. Default: ``'residual'``.
@@ -281,5 +344,5 @@ class FINE(nn.Module, FusionWeightRecorder):
         return s + f', modulation={self.modulation!r}'
 
 
-__all__ = ['FINE', 'FINE_ATTENTIONS', 'FINE_MODULATIONS', 'FINE_UPSAMPLE_MODES',
-           'resolve_heads']
+__all__ = ['DEFAULT_HEAD_DIM', 'FINE', 'FINE_ATTENTIONS', 'FINE_MODULATIONS',
+           'FINE_UPSAMPLE_MODES', 'default_heads_message', 'default_num_heads', 'resolve_heads']

@@ -21,7 +21,9 @@ class FINEFPN(FINETopDownMixin, FPN):
     sits and for the default (FINE at the low-stride-16 step with ``k = 1`` and the
     low-stride-8 step with ``k = 2``; plain addition at the stride-4 step of two-stage
     detectors). Any mmdet FPN config switches by changing ``type='FPN'`` to
-    ``type='FINEFPN'``.
+    ``type='FINEFPN'``: every FPN that mmdet builds also builds with FINE's default keys
+    (heads and kernels are picked from ``out_channels`` and the number of top-down steps,
+    see the mixin).
 
     Shapes: ``inputs`` is a tuple of ``B x in_channels[i] x H_i x W_i``; the outputs are
     those of mmdet's ``FPN`` (``num_outs`` maps of ``out_channels``).

@@ -21,7 +21,9 @@ class FINEFPN(FINETopDownMixin, FPN):
     :class:`~fusion_necks.necks.fine_top_down.FINETopDownMixin` for those, for where FINE
     sits and for the default (FINE at the low-stride-16 step with ``k = 1`` and the
     low-stride-8 step with ``k = 2``; plain addition at the stride-4 step). Semantic FPN
-    switches by changing ``type='FPN'`` to ``type='FINEFPN'``.
+    switches by changing ``type='FPN'`` to ``type='FINEFPN'``: every FPN it builds also
+    builds with FINE's default keys (heads and kernels are picked from ``out_channels``
+    and the number of top-down steps, see the mixin).
 
     Shapes: ``inputs`` is a tuple of ``B x in_channels[i] x H_i x W_i``; the outputs are
     those of mmseg's ``FPN`` (``num_outs`` maps of ``out_channels``).

@@ -328,6 +328,34 @@ def test_default_heads_and_shapes():
     assert FINE(256, attention='vanilla').up_factor == 1
 
 
+@pytest.mark.parametrize('channels,heads', [
+    (256, 16), (128, 8), (48, 3), (16, 1),        # 16 divides C: d = 16, no log line
+    (8, 1), (4, 1), (12, 1), (40, 2), (100, 5),   # nearest divisor of C to C / 16
+    (24, 2),                                      # tie 1 vs 2 (both 0.5 from 1.5): more
+    (250, 10), (255, 15),
+])
+def test_default_heads_rule(channels, heads, caplog):
+    """Neither num_heads nor head_dim: d = 16 where it divides C, else the divisor of C
+    nearest to C / 16 (ties to more heads), with a warning saying so."""
+    # independent reference: all head counts h with h * d == C, by distance to C / 16
+    cands = sorted((abs(h - channels / 16), -h) for h in range(1, channels + 1)
+                   if channels % h == 0)
+    assert -cands[0][1] == heads
+    with caplog.at_level('WARNING', logger='fusion_necks'):
+        m = FINE(channels)
+    assert m.num_heads == heads and m.attn.head_dim * heads == channels
+    logs = [r.getMessage() for r in caplog.records if r.name.startswith('fusion_necks')]
+    if channels % 16 == 0:
+        assert logs == []
+    else:
+        assert len(logs) == 1 and f'num_heads={heads}' in logs[0] and \
+            f'C={channels}' in logs[0], logs
+    # explicit settings are taken as given, and never logged
+    caplog.clear()
+    assert FINE(channels, num_heads=1).num_heads == 1
+    assert not [r for r in caplog.records if r.name.startswith('fusion_necks')]
+
+
 # --------------------------------------------------------------------------- switches
 @pytest.mark.parametrize('attention,ratio,k,pooling,modulation,upsample_mode', [
     *[(a, 2, 1, 'avg', 'residual', 'nearest') for a in ATTENTIONS],
@@ -386,7 +414,8 @@ def test_recording_for_figure_8():
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize('kwargs,match', [
     (dict(channels=256, high_channels=512), 'same channel count'),
-    (dict(channels=250), 'divisible by head_dim'),
+    (dict(channels=250, head_dim=16), 'divisible by head_dim'),   # explicit d = 16
+    (dict(channels=8, head_dim=16), r'head_dim must be one of \[1, 2, 4, 8\]'),
     (dict(channels=256, num_heads=3), 'divisible by num_heads'),
     (dict(channels=256, num_heads=8, head_dim=16), 'must equal'),
     (dict(channels=256, attention='dense'), 'attention must be one of'),
