@@ -6,8 +6,12 @@
 # Table 4). Recipe of the official code (../shared/design/autofocusformer.md §7.4): batch 32
 # (8 x 4), AdamW lr 2e-4, wd 0.05, backbone lr x0.1, clip 0.01, 45k iterations, 512x1024
 # crops; the rest (losses, 100 queries, 9+1 decoder layers, pipeline) is mmseg's.
-_base_ = 'mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py'
+_base_ = ['mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
+          '../_base_/cityscapes_metrics.py']
 custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+# IoUMetric + CityscapesMetric (cityscapesscripts) for val and test
+val_evaluator = _base_.cityscapes_evaluator
+test_evaluator = _base_.cityscapes_evaluator
 checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_tiny.pth'  # noqa
 model = dict(
     backbone=dict(

@@ -7,8 +7,12 @@
 # Diff from the official MobileNetV2 FCN config: non-dilated backbone (output stride 32,
 # levels 1/8, 1/16, 1/32), the score head instead of FCN + auxiliary FCN, 40k of the 80k
 # iterations.
-_base_ = 'mmseg::mobilenet_v2/mobilenet-v2-d8_fcn_4xb2-80k_cityscapes-512x1024.py'
+_base_ = ['mmseg::mobilenet_v2/mobilenet-v2-d8_fcn_4xb2-80k_cityscapes-512x1024.py',
+          '../_base_/cityscapes_metrics.py']
 custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+# IoUMetric + CityscapesMetric (cityscapesscripts) for val and test
+val_evaluator = _base_.cityscapes_evaluator
+test_evaluator = _base_.cityscapes_evaluator
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
