@@ -1,0 +1,78 @@
+"""Input checks shared by tools/image_demo.py and tools/analysis/browse_dataset.py.
+
+Every check raises with a message that names the argument and what was expected, so that a
+wrong path or a checkpoint of another model fails before any model is built or file written.
+"""
+import os
+import os.path as osp
+import tempfile
+from typing import Iterable
+
+import numpy as np
+
+
+def check_file(path: str, arg: str) -> str:
+    """Return ``path`` if it is an existing file, else raise ``FileNotFoundError`` naming ``arg``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{arg}: no such file {path!r}')
+    return path
+
+
+def load_image_rgb3(path: str) -> np.ndarray:
+    """Read ``path`` as an (H, W, 3) uint8 BGR array; grayscale/alpha images are converted.
+
+    The framework pipelines expect 3 channels; a 1-channel image is repeated to 3 (documented
+    behaviour), a 4-channel one drops alpha. Raises ``ValueError`` naming the file if unreadable.
+    """
+    import mmcv
+    check_file(path, 'IMAGE')
+    img = mmcv.imread(path, flag='unchanged')
+    if img is None:
+        raise ValueError(f'IMAGE: {path!r} is not a readable image file')
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    if img.dtype != np.uint8:
+        img = mmcv.image.imnormalize(img.astype(np.float32), 0, 1, to_rgb=False)
+        img = np.clip(img / max(float(img.max()), 1.0) * 255, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def check_state_dict_keys(model_keys: Iterable[str], ckpt_keys: Iterable[str], config: str,
+                          checkpoint: str, min_overlap: float = 0.5) -> None:
+    """Raise ``ValueError`` if fewer than ``min_overlap`` of the model's keys are in the checkpoint.
+
+    A checkpoint of another model (a detector given to a segmentor config) shares almost no
+    keys; loading it non-strictly would silently leave a randomly initialised model.
+    """
+    model_keys, ckpt_keys = set(model_keys), set(ckpt_keys)
+    if not model_keys:
+        return
+    common = model_keys & ckpt_keys
+    if len(common) < min_overlap * len(model_keys):
+        miss = sorted(model_keys - ckpt_keys)[:3]
+        extra = sorted(ckpt_keys - model_keys)[:3]
+        raise ValueError(
+            f'CKPT {checkpoint!r} does not match CONFIG {config!r}: only {len(common)} of the '
+            f"model's {len(model_keys)} state-dict keys are in the checkpoint "
+            f'(model expects e.g. {miss}, checkpoint has e.g. {extra})')
+
+
+def atomic_write_image(img: np.ndarray, out_file: str) -> None:
+    """Write ``img`` (H, W, 3 RGB) to ``out_file`` via a temp file in the same dir + os.replace."""
+    import mmcv
+    out_dir = osp.dirname(osp.abspath(out_file))
+    os.makedirs(out_dir, exist_ok=True)
+    ext = osp.splitext(out_file)[1] or '.png'
+    fd, tmp = tempfile.mkstemp(suffix=ext, dir=out_dir, prefix='.tmp_')
+    os.close(fd)
+    try:
+        if not mmcv.imwrite(img[:, :, ::-1], tmp, auto_mkdir=False):
+            raise OSError(f'--out-file: could not write {out_file!r}')
+        os.replace(tmp, out_file)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
