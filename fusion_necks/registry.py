@@ -104,7 +104,23 @@ def register_framework(framework: str) -> List[str]:
                 f'register {target} under another name.')
         models.register_module(name=name, module=cls)
         names.append(name)
+    register_sync_bn(models)
     return names
+
+
+def register_sync_bn(models) -> None:
+    """Make ``norm_cfg=dict(type='SyncBN')`` build BN on machines without CUDA.
+
+    mmcv registers ``SyncBN`` in mmengine's root registry; an entry of the same name in
+    the framework's own ``MODELS`` is found first by ``build_norm_layer`` under that
+    framework's scope (``init_model``, ``Runner``, the inferencers). The class is
+    :class:`fusion_necks.layers.sync_batch_norm.SyncBatchNorm`: ``nn.SyncBatchNorm`` with
+    CUDA (upstream's behaviour), ``nn.BatchNorm2d`` with the same state-dict keys without.
+    This is the one upstream name fusion-necks overrides, deliberately.
+    """
+    from .layers.sync_batch_norm import SyncBatchNorm
+    if models.module_dict.get('SyncBN') is not SyncBatchNorm:
+        models.register_module(name='SyncBN', module=SyncBatchNorm, force=True)
 
 
 def register_all_modules(frameworks: Sequence[str] = ('mmdet', 'mmseg')) -> Dict[str, List[str]]:

@@ -11,11 +11,13 @@ from typing import Dict, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
+from .sync_batch_norm import SyncBatchNorm
+
 NORM_LAYERS: Dict[str, Tuple[str, type]] = {
     # type -> (child name, class); names follow mmcv's `infer_abbr`
     'BN': ('bn', nn.BatchNorm2d),
     'BN2d': ('bn', nn.BatchNorm2d),
-    'SyncBN': ('bn', nn.SyncBatchNorm),
+    'SyncBN': ('bn', SyncBatchNorm),  # BN without CUDA
     'GN': ('gn', nn.GroupNorm),
     'IN': ('in', nn.InstanceNorm2d),
     'IN2d': ('in', nn.InstanceNorm2d),
