@@ -36,6 +36,11 @@ opt in the same way. Each fix says which upstream problem it works around.
    resolves each such URI to a local file (``$FUSION_NECKS_CHECKPOINTS`` or
    ``./checkpoints``, or torch's hub cache) and, when none exists, drops the
    initialisation with a warning that names the key and how to pass a local path.
+8. Runner checkpoints pickle mmengine ``HistoryBuffer`` and numpy objects, which
+   ``torch.load(weights_only=True)`` (what the inferencers and ``init_model`` call on
+   torch >= 2.6) refuses. :func:`add_weights_only_checkpoints` adds
+   ``fusion_necks.engine.WeightsOnlyCheckpointHook`` to every run our tools start, so
+   the checkpoints they write load there.
 """
 import importlib.abc
 import importlib.machinery
@@ -363,7 +368,20 @@ def make_offline(cfg) -> Dict[str, Optional[str]]:
     return report
 
 
+def add_weights_only_checkpoints(cfg) -> bool:
+    """Add ``WeightsOnlyCheckpointHook`` to ``custom_hooks`` (docstring, 8); True if added."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if any(isinstance(h, dict) and h.get('type') == 'WeightsOnlyCheckpointHook' for h in hooks):
+        return False
+    hooks.append(dict(type='WeightsOnlyCheckpointHook'))
+    cfg.custom_hooks = hooks
+    _log(logging.INFO, 'custom_hooks += WeightsOnlyCheckpointHook: checkpoints load with '
+         "torch.load(weights_only=True), as DetInferencer/MMSegInferencer/init_model need")
+    return True
+
+
 def apply_config_compat(cfg, amp: bool = False) -> Dict[str, Any]:
     """Apply every config-level fix; returns what was changed (for logging and tests)."""
     return dict(persistent_workers=fix_dataloaders(cfg), amp=resolve_amp(cfg, amp),
-                distributed=fix_distributed(cfg), pretrained=make_offline(cfg))
+                distributed=fix_distributed(cfg), pretrained=make_offline(cfg),
+                weights_only_checkpoints=add_weights_only_checkpoints(cfg))

@@ -108,6 +108,21 @@ def register_framework(framework: str) -> List[str]:
     return names
 
 
+def register_hooks() -> None:
+    """Put our mmengine hooks into mmengine's root ``HOOKS`` (seen from every scope)."""
+    try:
+        from mmengine.registry import HOOKS
+    except ImportError:
+        return
+    from .engine.weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
+    existing = HOOKS.module_dict.get('WeightsOnlyCheckpointHook')
+    if existing is None:
+        HOOKS.register_module(name='WeightsOnlyCheckpointHook', module=WeightsOnlyCheckpointHook)
+    elif existing is not WeightsOnlyCheckpointHook:
+        raise KeyError(f"'WeightsOnlyCheckpointHook' is already registered in mmengine's HOOKS "
+                       f'by {existing.__module__}.{existing.__qualname__}')
+
+
 def register_sync_bn(models) -> None:
     """Make ``norm_cfg=dict(type='SyncBN')`` build BN on machines without CUDA.
 
@@ -130,6 +145,7 @@ def register_all_modules(frameworks: Sequence[str] = ('mmdet', 'mmseg')) -> Dict
         dict: framework -> registered names (frameworks not installed are absent).
     """
     done = {}
+    register_hooks()
     for framework in frameworks:
         if framework_available(framework):
             done[framework] = register_framework(framework)

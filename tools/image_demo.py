@@ -1,13 +1,21 @@
 """Run a detector or segmentor config + checkpoint on one image and write the visualisation.
 
     python tools/image_demo.py IMAGE CONFIG CKPT --out-file X.png [--device cpu]
-        [--score-thr 0.3] [--task auto|det|seg]
+        [--score-thr 0.3] [--trust-checkpoint] [--cfg-options k=v ...]
 
-Built on mmdet's ``DetInferencer`` / mmseg's ``MMSegInferencer`` and the config's visualizer,
-as mmdet's and mmseg's demo/image_demo.py are. The task is inferred from the config's
-``default_scope`` (mmdet / mmseg). Grayscale images are repeated to 3 channels. The checkpoint's
-state-dict keys are checked against the model before loading (a detector checkpoint given to a
-segmentor config is an error naming both), and the PNG is written atomically.
+Built on mmdet's ``DetInferencer`` / mmseg's ``MMSegInferencer`` and the config's
+visualizer, as mmdet's and mmseg's ``demo/image_demo.py`` are; the framework is picked from
+the config's ``default_scope``. Checks before anything is built or written:
+
+- IMAGE must exist and be readable; a grayscale image is repeated to 3 channels and an
+  alpha channel dropped (with a log line), any size is accepted (the config's test
+  pipeline resizes it).
+- CKPT is loaded with ``torch.load(weights_only=True)`` (checkpoints from our
+  ``tools/train.py`` load that way); ``--trust-checkpoint`` allows a full unpickle of a file
+  you trust. Its state-dict keys must match CONFIG's model (a segmentor checkpoint given to
+  a detector config is an error naming both files).
+- The PNG is written to a temporary file next to ``--out-file`` and renamed, so an
+  interrupted run leaves no half-written image.
 """
 import argparse
 import os.path as osp
@@ -18,71 +26,66 @@ sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('image')
-    p.add_argument('config')
-    p.add_argument('checkpoint')
-    p.add_argument('--out-file', required=True)
+    p.add_argument('image', help='image file')
+    p.add_argument('config', help='config file')
+    p.add_argument('checkpoint', help='checkpoint file (e.g. work_dirs/<cfg>/iter_N.pth)')
+    p.add_argument('--out-file', required=True, help='where to write the visualisation (.png)')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--score-thr', type=float, default=0.3)
-    p.add_argument('--task', choices=['auto', 'det', 'seg'], default='auto')
+    p.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
+    p.add_argument('--trust-checkpoint', action='store_true',
+                   help='load CKPT with weights_only=False (only for files you trust)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config, xxx=yyy format')
     return p.parse_args(argv)
 
 
-def infer_task(cfg) -> str:
-    scope = cfg.get('default_scope', None)
-    if scope in ('mmdet', 'mmseg'):
-        return 'det' if scope == 'mmdet' else 'seg'
-    mtype = str(cfg.model.get('type', ''))
-    if 'Encoder' in mtype or 'Segmentor' in mtype:
-        return 'seg'
-    raise ValueError(f'CONFIG: cannot infer the task from default_scope={scope!r} / '
-                     f'model.type={mtype!r}; pass --task det or --task seg')
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    import torch
-    from mmengine.config import Config
-    from mmengine.runner import load_checkpoint
+def run(args) -> dict:
+    """Returns ``dict(task=..., out_file=..., predictions=...)``."""
+    from fusion_necks.utils.config import detect_scope, load_config
     from fusion_necks.utils.inference_checks import (atomic_write_image, check_file,
-                                                     check_state_dict_keys, load_image_rgb3)
-    check_file(args.config, 'CONFIG')
-    check_file(args.checkpoint, 'CKPT')
-    img = load_image_rgb3(args.image)
+                                                     load_checkpoint_checked, load_image_rgb3)
     if not 0.0 <= args.score_thr <= 1.0:
         raise ValueError(f'--score-thr must be in [0, 1], got {args.score_thr}')
-    cfg = Config.fromfile(args.config)
-    task = infer_task(cfg) if args.task == 'auto' else args.task
-    ckpt = torch.load(args.checkpoint, map_location='cpu', weights_only=False)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'CKPT {args.checkpoint!r} is not a checkpoint dict')
-    sd = ckpt.get('state_dict', ckpt)
-    if task == 'det':
-        from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model=cfg, weights=None, device=args.device)
+    check_file(args.config, 'CONFIG')
+    check_file(args.checkpoint, 'CKPT')
+    img = load_image_rgb3(args.image)  # BGR, what the inferencers take
+    cfg = load_config(args.config, args.cfg_options)
+    scope = detect_scope(cfg)
+    if scope == 'mmdet':
+        from mmdet.apis import DetInferencer as Inferencer
     else:
-        from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(model=cfg, weights=None, device=args.device)
-    check_state_dict_keys(inferencer.model.state_dict().keys(), sd.keys(), args.config,
-                          args.checkpoint)
-    load_checkpoint(inferencer.model, args.checkpoint, map_location='cpu')
-    meta = ckpt.get('meta', {}).get('dataset_meta')
+        from mmseg.apis import MMSegInferencer as Inferencer
+    inferencer = Inferencer(model=cfg, weights=None, device=args.device)
+    ckpt = load_checkpoint_checked(inferencer.model, args.checkpoint, args.config,
+                                   trust=args.trust_checkpoint)
+    meta = (ckpt.get('meta') or {}).get('dataset_meta')
     if meta:
+        if scope == 'mmseg':  # what MMSegInferencer keeps (its visualizer takes only these)
+            meta = dict(classes=meta.get('classes'), palette=meta.get('palette'))
         inferencer.model.dataset_meta = meta
         inferencer.visualizer.dataset_meta = meta
-    rgb = img  # the inferencers take BGR ndarrays
-    if task == 'det':
-        res = inferencer(rgb, return_vis=True, pred_score_thr=args.score_thr, no_save_vis=True)
+    if scope == 'mmdet':
+        res = inferencer(img, return_vis=True, no_save_vis=True, pred_score_thr=args.score_thr)
+        vis, pred = res['visualization'][0], res['predictions'][0]
     else:
-        res = inferencer(rgb, return_vis=True)
-    vis = res['visualization'][0] if isinstance(res['visualization'], list) else res['visualization']
+        res = inferencer(img, return_vis=True)
+        vis, pred = res['visualization'], res['predictions']
     atomic_write_image(vis, args.out_file)
-    print(f'[image_demo] task={task} wrote {args.out_file}')
+    print(f'[image_demo] {scope}: wrote {args.out_file} ({vis.shape[1]}x{vis.shape[0]})')
+    return dict(task=scope, out_file=args.out_file, predictions=pred)
+
+
+def main(argv=None) -> int:
+    from fusion_necks.utils.runner import USER_ERRORS, report_user_error
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError) + USER_ERRORS as err:
+        return report_user_error(err)
+    return 0
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f'error: {e}')
+    sys.exit(main())

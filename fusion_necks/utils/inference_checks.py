@@ -29,16 +29,55 @@ def load_image_rgb3(path: str) -> np.ndarray:
     img = mmcv.imread(path, flag='unchanged')
     if img is None:
         raise ValueError(f'IMAGE: {path!r} is not a readable image file')
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
+    if img.ndim == 2 or img.shape[2] == 1:
+        _info(f'IMAGE {path!r} is grayscale: repeated to 3 channels')
+        img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
     elif img.shape[2] == 4:
+        _info(f'IMAGE {path!r} has an alpha channel: dropped')
         img = img[:, :, :3]
-    if img.dtype != np.uint8:
-        img = mmcv.image.imnormalize(img.astype(np.float32), 0, 1, to_rgb=False)
-        img = np.clip(img / max(float(img.max()), 1.0) * 255, 0, 255).astype(np.uint8)
+    elif img.shape[2] != 3:
+        raise ValueError(f'IMAGE {path!r} has {img.shape[2]} channels; expected 1, 3 or 4')
+    if img.dtype == np.uint16:  # 16-bit PNGs: keep the relative intensities
+        img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ValueError(f'IMAGE {path!r} has dtype {img.dtype}; expected 8- or 16-bit')
     return np.ascontiguousarray(img)
+
+
+def _info(msg: str) -> None:
+    from mmengine.logging import print_log
+    print_log(msg, logger='current')
+
+
+def load_checkpoint_checked(model, checkpoint: str, config: str, trust: bool = False) -> dict:
+    """Load ``checkpoint`` into ``model`` after checking that it is a checkpoint of it.
+
+    ``torch.load(weights_only=True)`` unless ``trust`` (a file the user vouches for); the
+    state-dict keys must overlap the model's (:func:`check_state_dict_keys`), then mmengine's
+    ``load_state_dict`` loads them (it logs missing/unexpected keys). Returns the checkpoint.
+    """
+    import pickle
+
+    import torch
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+    check_file(checkpoint, 'CKPT')
+    try:
+        ckpt = torch.load(checkpoint, map_location='cpu', weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[-1][:200]
+        raise ValueError(
+            f'CKPT {checkpoint!r} does not load with torch.load(weights_only=True) ({first}). '
+            'Checkpoints written by our tools/train.py do; for another file you trust, pass '
+            '--trust-checkpoint') from None
+    except Exception as err:  # noqa: BLE001  (garbage bytes raise KeyError, EOFError, ...)
+        raise ValueError(f'CKPT {checkpoint!r} is not a PyTorch checkpoint '
+                         f'({type(err).__name__}: {err})') from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'CKPT {checkpoint!r} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    state_dict = ckpt.get('state_dict', ckpt)
+    check_state_dict_keys(model.state_dict().keys(), state_dict.keys(), config, checkpoint)
+    _load_checkpoint_to_model(model, ckpt, strict=False)
+    return ckpt
 
 
 def check_state_dict_keys(model_keys: Iterable[str], ckpt_keys: Iterable[str], config: str,

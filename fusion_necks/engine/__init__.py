@@ -1,0 +1,1 @@
+"""Training-loop pieces (mmengine hooks) used by our tools and configs."""
