@@ -62,10 +62,12 @@ def tool():
     return run_tool
 
 
-def tiny_det_config(tmp_path, data_root, repo_root, name='tiny_retinanet.py', extra=''):
-    """A quickstart detector config on ``data_root`` at 128 px, 2 iterations, logging every one."""
+def tiny_det_config(tmp_path, data_root, repo_root, name='tiny_retinanet.py', extra='',
+                    base='retinanet_r18_fpn_synth-coco.py'):
+    """A quickstart detector config (``configs/quickstart/<base>``) on ``data_root`` at
+    128 px, 2 iterations, logging every one."""
     cfg = textwrap.dedent(f'''
-        _base_ = '{repo_root}/configs/quickstart/retinanet_r18_fpn_synth-coco.py'
+        _base_ = '{repo_root}/configs/quickstart/{base}'
         data_root = '{data_root}'
         img_scale = (128, 128)
         # an untrained detector scores every box ~0.01: keep them so that the metric

@@ -64,7 +64,11 @@ def load_checkpoint_checked(model, checkpoint: str, config: str, trust: bool = F
     try:
         ckpt = torch.load(checkpoint, map_location='cpu', weights_only=not trust)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1][:200]
+        lines = [ln.strip() for ln in str(err).splitlines() if 'Unsupported global' in ln]
+        if not lines:  # not a weights-only refusal: the bytes are not a checkpoint
+            raise ValueError(f'CKPT {checkpoint!r} is not a PyTorch checkpoint '
+                             f'(UnpicklingError: {str(err).splitlines()[0][:200]})') from None
+        first = lines[0].split('. Please use')[0][:200]
         raise ValueError(
             f'CKPT {checkpoint!r} does not load with torch.load(weights_only=True) ({first}). '
             'Checkpoints written by our tools/train.py do; for another file you trust, pass '
