@@ -1,0 +1,1 @@
+"""Exporting the fusion models to ONNX and checking the export with onnxruntime."""
