@@ -28,3 +28,13 @@ def build_runner(configure: Callable[[], Tuple[object, str]]):
 def report_user_error(err: Exception) -> int:
     print(f'error: {err}', file=sys.stderr)
     return 2
+
+
+def run_cli(run: Callable[[object], object], args, errors: Tuple[type, ...] = ()) -> int:
+    """``run(args)`` for a command-line tool: 0, or 2 with a one-line message for bad input
+    (missing files, bad values, :data:`USER_ERRORS` and the tool's own ``errors``)."""
+    try:
+        run(args)
+    except (FileNotFoundError, ValueError) + USER_ERRORS + tuple(errors) as err:
+        return report_user_error(err)
+    return 0

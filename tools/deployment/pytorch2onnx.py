@@ -66,13 +66,8 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     from fusion_necks.deployment.onnx_export import ExportNotSupported
-    from fusion_necks.utils.runner import USER_ERRORS, report_user_error
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (ExportNotSupported, FileNotFoundError, ValueError) + USER_ERRORS as err:
-        return report_user_error(err)
-    return 0
+    from fusion_necks.utils.runner import run_cli
+    return run_cli(run, parse_args(argv), (ExportNotSupported,))
 
 
 if __name__ == '__main__':
