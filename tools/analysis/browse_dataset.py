@@ -78,6 +78,12 @@ def run(args) -> list:
         sample = item['data_samples'].numpy()
         if scope == 'mmdet':
             sample = _det_sample_for_drawing(sample)
+        elif 'gt_sem_seg' in sample and sample.gt_sem_seg.shape != img.shape[:2]:
+            # mmseg's test pipelines load the labels after Resize (kept at the original
+            # size): draw on the image at the labels' size
+            import mmcv
+            h, w = sample.gt_sem_seg.shape
+            img = mmcv.imresize(img, (w, h))
         name = osp.basename(sample.img_path)
         kwargs = dict(draw_pred=False, show=args.show, wait_time=args.show_interval)
         visualizer.add_datasample(name, img, sample, **kwargs)
