@@ -22,6 +22,17 @@ _BUFFER = '__history_buffer__'
 _NDARRAY = '__ndarray__'
 
 
+def _map_items(obj: Any, fn) -> Any:
+    """``fn`` applied to the items of a dict (its type kept), list or tuple; else ``obj``."""
+    if isinstance(obj, dict):
+        return type(obj)((k, fn(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [fn(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(fn(v) for v in obj)
+    return obj
+
+
 def to_weights_only(obj: Any) -> Any:
     """Return ``obj`` with every HistoryBuffer / numpy object replaced by safe types."""
     from mmengine.logging import HistoryBuffer
@@ -38,13 +49,7 @@ def to_weights_only(obj: Any) -> Any:
         return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj).copy())}
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, dict):
-        return type(obj)((k, to_weights_only(v)) for k, v in obj.items()) \
-            if type(obj) is not dict else {k: to_weights_only(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        out = [to_weights_only(v) for v in obj]
-        return out if isinstance(obj, list) else tuple(out)
-    return obj
+    return _map_items(obj, to_weights_only)
 
 
 def from_weights_only(obj: Any) -> Any:
@@ -57,12 +62,7 @@ def from_weights_only(obj: Any) -> Any:
                                  obj['max_length'])
         if set(obj) == {_NDARRAY}:
             return obj[_NDARRAY].numpy()
-        return type(obj)((k, from_weights_only(v)) for k, v in obj.items()) \
-            if type(obj) is not dict else {k: from_weights_only(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        out = [from_weights_only(v) for v in obj]
-        return out if isinstance(obj, list) else tuple(out)
-    return obj
+    return _map_items(obj, from_weights_only)
 
 
 def _hook_base():
