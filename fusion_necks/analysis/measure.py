@@ -21,7 +21,7 @@ import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Collection, Dict, List, Optional, Sequence
 
 import torch
 
@@ -135,13 +135,16 @@ def time_callable(fn: Callable[[], object], name: str = 'fn', runs: int = 20, wa
 
 def time_alternating(fns: Dict[str, Callable[[], object]], runs: int = 20, warmup: int = 3,
                      device: str = 'cpu', measure_memory: bool = True,
-                     memory_method: str = 'allocator') -> Dict[str, Timing]:
+                     memory_method: str = 'allocator',
+                     memory_for: Optional[Collection[str]] = None) -> Dict[str, Timing]:
     """Time several callables in alternation (A B C A B C ...) within one process.
 
     Interleaving spreads slow drifts of the machine (thermal state, other load)
     evenly over the candidates, so the ratio of their medians is meaningful even
     on a noisy machine. Peak memory is measured in a separate call per candidate
-    (after timing) so that the profiler or sampler does not disturb the timings.
+    (after timing) so that the profiler or sampler does not disturb the timings;
+    ``memory_for`` limits it to those names (e.g. not code that allocates outside torch,
+    which the allocator method cannot see).
     """
     if runs < 1:
         raise ValueError(f'runs must be >= 1, got {runs}')
@@ -161,7 +164,7 @@ def time_alternating(fns: Dict[str, Callable[[], object]], runs: int = 20, warmu
     out = {}
     for n in names:
         peak = None
-        if measure_memory:
+        if measure_memory and (memory_for is None or n in memory_for):
             with PeakMemory(device, method=memory_method) as pm:
                 fns[n]()
             peak = pm.peak_mib
@@ -184,13 +187,14 @@ def summarise(name: str, samples_ms: Sequence[float], peak_mem_mib: Optional[flo
 def format_table(timings: Sequence[Timing], reference: Optional[str] = None) -> str:
     """A plain-text table; with ``reference``, a column of median ratios to it."""
     ref = next((t for t in timings if t.name == reference), None) if reference else None
-    head = f"{'name':40s} {'median ms':>10s} {'IQR ms':>8s} {'min ms':>8s} {'peak MiB':>9s}"
+    width = max([40] + [len(t.name) for t in timings])
+    head = f"{'name':{width}s} {'median ms':>10s} {'IQR ms':>8s} {'min ms':>8s} {'peak MiB':>9s}"
     if ref is not None:
         head += f" {'ratio':>6s}"
     lines = [head, '-' * len(head)]
     for t in timings:
         mem = f'{t.peak_mem_mib:9.1f}' if t.peak_mem_mib is not None else f"{'-':>9s}"
-        line = f'{t.name[:40]:40s} {t.median_ms:10.2f} {t.iqr_ms:8.2f} {t.min_ms:8.2f} {mem}'
+        line = f'{t.name:{width}s} {t.median_ms:10.2f} {t.iqr_ms:8.2f} {t.min_ms:8.2f} {mem}'
         if ref is not None:
             line += f' {t.median_ms / ref.median_ms:6.3f}'
         lines.append(line)

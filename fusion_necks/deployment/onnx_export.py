@@ -21,7 +21,7 @@ export image. :func:`check_exportable` says so in one line.
 import os
 import os.path as osp
 import tempfile
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -133,8 +133,10 @@ def export_onnx(wrapper: nn.Module, shape: Sequence[int], out_file: str, opset: 
                 dynamic: bool = False, batch: int = 1) -> List[str]:
     """Trace ``wrapper`` at ``(batch, 3, H, W)`` and write ``out_file`` atomically.
 
-    Returns the output names. ``dynamic`` makes N, H and W symbolic. Raises if the graph
-    uses an operator outside the default ONNX domain (a custom op).
+    Returns the output names. ``dynamic`` makes N, H and W symbolic. Raises
+    :class:`ExportNotSupported` if an operator has no export at ``opset`` (the minimum
+    opsets are in docs/deployment.md: FINE 14, BAFF 13, ASFF and FPN 11), and
+    ``RuntimeError`` if the graph uses an operator outside the default ONNX domain.
     """
     import onnx
     h, w = shape
@@ -150,9 +152,14 @@ def export_onnx(wrapper: nn.Module, shape: Sequence[int], out_file: str, opset: 
     fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=out_dir, prefix='.tmp_')
     os.close(fd)
     try:
-        torch.onnx.export(wrapper, (x,), tmp, opset_version=opset, dynamo=False,
-                          input_names=['input'], output_names=names, dynamic_axes=dyn,
-                          do_constant_folding=True)
+        try:
+            torch.onnx.export(wrapper, (x,), tmp, opset_version=opset, dynamo=False,
+                              input_names=['input'], output_names=names, dynamic_axes=dyn,
+                              do_constant_folding=True)
+        except torch.onnx.errors.OnnxExporterError as e:
+            # e.g. scaled_dot_product_attention needs opset 14: say it in one line
+            first = str(e).strip().splitlines()[0]
+            raise ExportNotSupported(f'opset {opset}: {first}') from e
         proto = onnx.load(tmp)
         onnx.checker.check_model(proto)
         custom = sorted({n.op_type for n in proto.graph.node if n.domain not in ('', 'ai.onnx')})
@@ -165,6 +172,31 @@ def export_onnx(wrapper: nn.Module, shape: Sequence[int], out_file: str, opset: 
     return names
 
 
+def ort_session(onnx_file: str, threads: Optional[int] = None, device: str = 'cpu'):
+    """An onnxruntime session with all graph optimisations.
+
+    Args:
+        onnx_file: the exported model.
+        threads: intra-op threads (default: as many as torch uses, so that timings
+            against PyTorch compare like with like); inter-op parallelism is off.
+        device: 'cpu', or 'cuda' (needs onnxruntime-gpu: the CUDA provider first).
+    """
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    providers = ['CPUExecutionProvider']
+    if str(device).startswith('cuda'):
+        if 'CUDAExecutionProvider' not in ort.get_available_providers():
+            raise RuntimeError('device cuda: this onnxruntime has no CUDAExecutionProvider '
+                               f'(available: {ort.get_available_providers()}); install '
+                               'onnxruntime-gpu')
+        providers.insert(0, 'CUDAExecutionProvider')
+    return ort.InferenceSession(onnx_file, sess_options=opts, providers=providers)
+
+
 def verify_onnx(onnx_file: str, wrapper: nn.Module, shapes: Sequence[Sequence[int]],
                 atol: float = 1e-4, seed: int = 0) -> Dict[str, float]:
     """Run onnxruntime and PyTorch on the same random input at each ``(N, 3, H, W)``.
@@ -173,8 +205,7 @@ def verify_onnx(onnx_file: str, wrapper: nn.Module, shapes: Sequence[Sequence[in
     naming the output and shape where the difference exceeds ``atol``.
     """
     import numpy as np
-    import onnxruntime as ort
-    sess = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
+    sess = ort_session(onnx_file)
     names = [o.name for o in sess.get_outputs()]
     gen = torch.Generator().manual_seed(seed)
     report = {}

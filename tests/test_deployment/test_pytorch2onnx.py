@@ -51,3 +51,38 @@ def test_autofocusformer_says_why_in_one_line(tmp_path, repo_root, capsys):
     assert rc == 2 and len(err.splitlines()) == 1
     assert 'AutoFocusFormer is not exportable' in err and 'data-dependent' in err
     assert not (tmp_path / 'aff.onnx').exists()
+
+
+# the lowest opset each family exports at (and the reason one below fails), found by a
+# sweep over opsets 9-18: SDPA needs 14; BAFF's repeat_interleave with dynamic sizes 13;
+# the in-graph padding (Pad with runtime sizes) 11
+MIN_OPSET = {
+    'retinanet_fine': (14, 'scaled_dot_product_attention'),
+    'baff_skipnet': (13, 'repeat_interleave'),
+    'retinanet_asff': (11, None),
+}
+
+
+@pytest.mark.parametrize('name', sorted(MIN_OPSET))
+def test_minimum_opset(name, tmp_path, repo_root):
+    from fusion_necks.deployment.onnx_export import ExportNotSupported
+    tool = _tool()
+    opset, op = MIN_OPSET[name]
+    cfg = f'{repo_root}/{CASES[name]}'
+    report = tool.run(tool.parse_args([cfg, '--shape', '64', '96', '--out', str(tmp_path / 'a.onnx'),
+                                       '--dynamic', '--opset', str(opset), '--verify',
+                                       '--verify-shape', '65', '97']))
+    assert all(v <= 1e-4 for v in report.values()), report
+    if op is not None:
+        with pytest.raises(ExportNotSupported, match=f'opset {opset - 1}: .*{op}'):
+            tool.run(tool.parse_args([cfg, '--shape', '64', '96', '--out',
+                                      str(tmp_path / 'b.onnx'), '--dynamic', '--opset',
+                                      str(opset - 1)]))
+        assert not (tmp_path / 'b.onnx').exists()
+
+
+def test_opset_below_11_is_refused_at_the_command_line(tmp_path, repo_root, capsys):
+    with pytest.raises(SystemExit):
+        _tool().parse_args([f'{repo_root}/{CASES["retinanet_asff"]}', '--shape', '64', '64',
+                            '--out', str(tmp_path / 'a.onnx'), '--opset', '10'])
+    assert '--opset must be >= 11' in capsys.readouterr().err

@@ -22,7 +22,8 @@ def parse_args(argv=None):
     p.add_argument('--shape', type=int, nargs=2, required=True, metavar=('H', 'W'))
     p.add_argument('--out', required=True)
     p.add_argument('--dynamic', action='store_true', help='symbolic batch, height, width')
-    p.add_argument('--opset', type=int, default=17)
+    p.add_argument('--opset', type=int, default=17,
+                   help='ONNX opset (minimum: FINE 14, BAFF 13, ASFF/FPN 11)')
     p.add_argument('--pad-divisor', type=int, default=32)
     p.add_argument('--verify', action='store_true', help='compare onnxruntime with PyTorch')
     p.add_argument('--verify-shape', type=int, nargs=2, action='append', default=None,
@@ -31,8 +32,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.verify_shape and not args.dynamic:
         p.error('--verify-shape needs --dynamic (a static graph takes only --shape)')
-    if args.opset < 14:
-        p.error(f'--opset must be >= 14 (scaled_dot_product_attention), got {args.opset}')
+    if args.opset < 11:
+        # below 11, Pad takes no runtime sizes: the in-graph padding cannot be exported
+        p.error(f'--opset must be >= 11 (the in-graph padding needs a dynamic Pad), '
+                f'got {args.opset}')
     return args
 
 
