@@ -1,10 +1,17 @@
 """Exact k-nearest neighbours between point sets, chunked over queries.
 
-Replaces the pykeops ``argKmin`` of the official AutoFocusFormer code
-(``../shared/design/autofocusformer.md`` §6, §9): a plain, batched squared-difference
-distance with ``topk``, computed for a block of queries at a time so that the
-``B x Nq x Nd`` distance matrix never exists at once (at 1024² input, 65536 tokens to
-8192 cluster means would be 537M entries per image).
+Replaces the pykeops ``argKmin`` of the official AutoFocusFormer code: a plain, batched
+squared-difference distance with ``topk``, computed for a block of queries at a time so
+that the ``B x Nq x Nd`` distance matrix never exists at once (at 1024² input, 65536
+tokens to 8192 cluster means would be 537M entries per image).
+
+Speed (see ``tools/analysis/benchmark_ops.py knn-*``): the squared distance is built one
+coordinate at a time in place (``(qx - dx)^2``, then ``+= (qy - dy)^2``), which never
+materialises the ``chunk x Nd x D`` difference tensor, and a chunk holds at most
+:data:`KNN_CHUNK_ELEMENTS` distances (1 MiB in fp32) so that the distance block is still
+in cache when ``topk`` reads it. Both give the same fp32 numbers as the summed
+broadcast difference (the same two products added in the same order), hence the same
+neighbours.
 """
 from typing import Optional, Tuple
 
@@ -13,6 +20,8 @@ from torch import Tensor
 
 #: Default bound on the number of distance entries materialised per chunk.
 KNN_MAX_ELEMENTS = 1 << 24
+#: Distances per chunk for speed (cache-sized); ``max_elements`` still bounds it.
+KNN_CHUNK_ELEMENTS = 1 << 18
 
 
 @torch.no_grad()
@@ -27,14 +36,19 @@ def knn(query: Tensor,
     ``|q|^2 + |d|^2 - 2 q.d`` matmul trick, whose cancellation error on canvas
     coordinates of a few hundred would reorder near-equidistant neighbours). No
     gradient flows (neighbour search is a discrete choice, as in the official code).
-    Ties are resolved by ``torch.topk`` row by row, so an image's result does not
-    depend on the other images in the batch.
+    Ties: among candidates at exactly the same distance, which are returned and in
+    which order is ``torch.topk``'s choice (not the lowest index: on integer grids
+    ties are common). The distances are exact, and a query's result depends only on
+    its own row of distances: not on the chunking, the other queries or the other
+    images of the batch (tested against the previous implementation on tie-heavy
+    inputs: identical indices).
 
     Args:
         query: ``B x Nq x D`` query positions.
         database: ``B x Nd x D`` candidate positions.
         k: number of neighbours, ``1 <= k <= Nd``.
-        max_elements: bound on ``B * chunk * Nd`` distance entries per chunk.
+        max_elements: bound on ``B * chunk * Nd`` distance entries per chunk (chunks
+            are at most :data:`KNN_CHUNK_ELEMENTS` anyway, for speed).
         database_mask: optional ``B x Nd`` bool, False for candidates to ignore
             (they get distance ``inf``).
 
@@ -56,12 +70,15 @@ def knn(query: Tensor,
     if not dtype.is_floating_point:
         dtype = torch.float32
     q = query.detach().to(dtype)
-    db = database.detach().to(dtype)
-    chunk = max(1, min(nq, max_elements // max(1, b * nd * d)))
+    db_t = database.detach().to(dtype).transpose(1, 2).unsqueeze(1)  # B x 1 x D x Nd
+    per_chunk = min(max_elements, KNN_CHUNK_ELEMENTS)
+    chunk = max(1, min(nq, per_chunk // max(1, b * nd)))
     dists, idxs = [], []
     for start in range(0, nq, chunk):
-        qc = q[:, start:start + chunk]  # B x c x D
-        dist2 = (qc.unsqueeze(2) - db.unsqueeze(1)).square_().sum(-1)  # B x c x Nd
+        qc = q[:, start:start + chunk].unsqueeze(-1)  # B x c x D x 1
+        dist2 = torch.sub(qc[:, :, 0], db_t[:, :, 0]).square_()  # B x c x Nd
+        for j in range(1, d):
+            dist2.add_(torch.sub(qc[:, :, j], db_t[:, :, j]).square_())
         if database_mask is not None:
             dist2.masked_fill_(~database_mask.unsqueeze(1), float('inf'))
         val, idx = dist2.topk(k, dim=-1, largest=False, sorted=True)

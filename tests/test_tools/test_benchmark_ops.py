@@ -1,0 +1,61 @@
+"""tools/analysis/benchmark_ops.py: op-level A/B against the kept reference."""
+import importlib
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_ops', osp.join(ROOT, 'tools', 'analysis', 'benchmark_ops.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_synthetic_knn_case_against_the_reference(tmp_path, capsys):
+    tool = _tool()
+    out = tmp_path / 'ab.json'
+    assert tool.main(['knn:900x64:5', '--compare-reference', '--runs', '2', '--warmup', '1',
+                      '--threads', '1', '--json', str(out)]) == 0
+    text = capsys.readouterr().out
+    assert 'check: identical indices and distances on all 1 calls' in text
+    assert 'speed-up over the reference' in text
+    case = json.load(open(out))['cases']['knn:900x64:5']
+    assert case['calls'] == ['(1, 900, 2) -> (1, 64, 2), k=5']
+    assert [r['name'] for r in case['results']] == ['ops.knn', 'reference knn_v1']
+    assert all(len(r['samples_ms']) == 2 for r in case['results'])
+
+
+def test_recording_replays_the_real_calls_and_restores_knn():
+    tool = _tool()
+    from fusion_necks.backbones.autofocusformer import AutoFocusFormer
+    stage = importlib.import_module('fusion_necks.backbones.aff_stage')
+    before = stage.knn
+    torch.manual_seed(0)
+    model = AutoFocusFormer(arch='mini').eval()
+    with torch.no_grad():
+        calls = tool.record_knn_calls(lambda: model(torch.randn(1, 3, 64, 64)))
+    assert stage.knn is before
+    # stage 1 clusters the 16 x 16 stride-4 tokens first: queries are those tokens
+    (q, db, k), _ = calls[0]
+    assert q.shape == (1, 256, 2) and db.shape[0] == 1 and k >= 1
+    assert len(calls) >= 4  # one neighbourhood search per stage at least
+
+
+@pytest.mark.parametrize('argv, msg', [(['knn:12:3'], "'knn:NQxND:K'"),
+                                       (['fine'], 'unknown case'), ([], 'at least one case')])
+def test_bad_cases(argv, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        _tool().main(argv)
+    assert msg in str(e.value) + capsys.readouterr().err
+
+
+def test_list(capsys):
+    assert _tool().main(['--list']) == 0
+    assert 'knn-aff-tiny-m2f-1024x2048' in capsys.readouterr().out
