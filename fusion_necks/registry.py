@@ -5,7 +5,7 @@ Every public module is registered into **both** ``mmdet.registry.MODELS`` and
 names that do not collide with upstream entries. Configs that inherit
 ``mmdet::``/``mmseg::`` bases carry ``_scope_='mmdet'``/``'mmseg'`` on their model
 dict, so registering straight into those two registries means our ``type=`` names
-need no scope prefix (see ``../shared/design/openmmlab_integration.md`` §1.2).
+need no scope prefix (mmengine scopes: a module registered in both mmdet's and mmseg's ``MODELS`` is found from either framework's configs).
 
 The modules themselves are plain PyTorch (``fusion_necks.ops``, ``.layers``,
 ``.backbones``) or thin subclasses of framework classes (``.necks``,
@@ -22,9 +22,9 @@ from typing import Dict, List, Sequence, Tuple
 
 # (registry name, 'import.path:ClassName')
 MMDET_MODULES: List[Tuple[str, str]] = [
-    # -- FINE (issue 3) --
+    # -- FINE --
     ('FINEFPN', 'fusion_necks.necks.fine_fpn_mmdet:FINEFPN'),
-    # -- ASFF (issue 4) --
+    # -- ASFF --
     ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
     # -- AutoFocusFormer (issues 6, 7) --
     ('AutoFocusFormer',
@@ -34,11 +34,11 @@ MMDET_MODULES: List[Tuple[str, str]] = [
 ]
 
 MMSEG_MODULES: List[Tuple[str, str]] = [
-    # -- FINE (issue 3) --
+    # -- FINE --
     ('FINEFPN', 'fusion_necks.necks.fine_fpn_mmseg:FINEFPN'),
-    # -- ASFF (issue 4) --
+    # -- ASFF --
     ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
-    # -- BAFF-SkipNet (issue 5) --
+    # -- BAFF-SkipNet --
     ('SkipNetHead', 'fusion_necks.decode_heads.skipnet_head:SkipNetHead'),
     ('SkipNetWarmupHead', 'fusion_necks.decode_heads.skipnet_warmup_head:SkipNetWarmupHead'),
     # -- AutoFocusFormer (issues 6, 7) --

@@ -3,7 +3,7 @@
 # the backbone returns its point tokens (out_dense=False), the pixel decoder runs
 # point-based deformable attention / PointConv on them and the transformer decoder
 # cross-attends to the tokens (docs/point_mask2former.md). alpha = 8 on Cityscapes (paper
-# Table 4). Recipe of the official code (../shared/design/autofocusformer.md §7.4): batch 32
+# Table 4). Recipe of the official code (apple/ml-autofocusformer-segmentation): batch 32
 # (8 x 4), AdamW lr 2e-4, wd 0.05, backbone lr x0.1, clip 0.01, 45k iterations, 512x1024
 # crops; the rest (losses, 100 queries, 9+1 decoder layers, pipeline) is mmseg's.
 _base_ = ['mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',

@@ -2,7 +2,7 @@
 # Table 3: 50.2 mIoU, 64.6G FLOPs), next to mmseg's Mask2Former R-50: the backbone returns
 # its point tokens, the pixel decoder and the transformer decoder work on them
 # (docs/point_mask2former.md). alpha = 4 (the paper's default). Recipe of the official
-# code (../shared/design/autofocusformer.md §7.4): batch 32 (8 x 4), AdamW lr 2e-4,
+# code (apple/ml-autofocusformer-segmentation): batch 32 (8 x 4), AdamW lr 2e-4,
 # wd 0.05, backbone lr x0.1, clip 0.01, 80k iterations; the rest is mmseg's.
 _base_ = 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)

@@ -1,7 +1,7 @@
 # AutoFocusFormer-Tiny as a drop-in backbone of UPerNet on ADE20K (512x512), next to
 # mmseg's Swin-T UPerNet. AFF's point tokens are rasterised onto dense stride 4/8/16/32
 # maps (inverse-distance interpolation, out_dense=True), so the head is unchanged. The
-# paper pairs AFF with a point-based Mask2Former instead (issue 7); this config is for
+# paper pairs AFF with a point-based Mask2Former instead; this config is for
 # comparing backbones under a standard dense head. drop_path 0.3 as the official ADE
 # configs; the official ImageNet checkpoint is converted on load (or offline with
 # tools/model_converters/aff2fusion.py; fusion_necks.compat resolves the URL to

@@ -1,5 +1,5 @@
 """Backbones as plain PyTorch modules (registered by ``fusion_necks.registry``)."""
-# -- AutoFocusFormer (issue 6) --
+# -- AutoFocusFormer --
 from .autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer, PointFeatures
 from .autofocusformer_backbone import AutoFocusFormerBackbone
 

@@ -1,7 +1,7 @@
 """Parameter-name mapping from the official AutoFocusFormer checkpoints to ours.
 
 Official names (apple/ml-autofocusformer ``AutoFocusFormer`` and
-apple/ml-autofocusformer-segmentation ``AFF``; ``../shared/design/autofocusformer.md`` §9):
+apple/ml-autofocusformer-segmentation ``AFF``):
 
 ================================================  ===========================================
 official                                           fusion-necks

@@ -17,7 +17,7 @@ from .aff_official_weights import convert_official_aff, is_official_state_dict, 
 from .aff_patch_embed import AFFPatchEmbed
 from .aff_stage import AFFStage
 
-#: Table 1 of the paper and the official configs (``../shared/design/autofocusformer.md`` §1).
+#: Table 1 of the paper and the official configs (apple/ml-autofocusformer ``configs/``).
 #: ``drop_path_rate`` is the ImageNet value; the segmentation configs use 0.3 for Tiny/Small.
 AFF_ARCH_SETTINGS = {
     'mini': dict(embed_dims=(32, 128, 256, 384), depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16),

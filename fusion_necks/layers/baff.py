@@ -2,8 +2,8 @@
 
 Huang, Nie, Wang, Li, Yan, Guo, "Block adaptive feature fusion for real-time semantic
 segmentation", Acta Automatica Sinica 47(5):1137-1148, 2021 (DOI 10.16383/j.aas.c180645).
-Our specification is the article summarising it (``../shared/seeds/002_*.txt``); the paper
-text and code are not public, so every detail the article leaves open is a documented
+Our specification is a published article summarising it (see docs/baff_skipnet.md); the
+paper text and code are not public, so every detail the article leaves open is a documented
 choice here, with the alternative exposed as an option.
 
 Plain PyTorch (no OpenMMLab imports): used by ``fusion_necks.decode_heads.SkipNetHead``.

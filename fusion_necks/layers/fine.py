@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .block_ops import block_avg_pool, block_residual_modulate
 from .cross_level_attention import CrossLevelAttention
 from .fusion_weights import FusionWeightRecorder
 from .token_sampling import TOKEN_SAMPLING_MODES, TokenSampler
@@ -298,6 +299,12 @@ class FINE(nn.Module, FusionWeightRecorder):
             return low * m
         return m.expand_as(low)
 
+    def _lean_path(self, h: int, w: int) -> bool:
+        f = self.up_factor
+        return (self.sampled and f > 1 and self.pooling == 'avg'
+                and self.upsample_mode == 'nearest' and self.modulation == 'residual'
+                and h % f == 0 and w % f == 0 and not self.record_fusion_weights)
+
     def forward(self, low: Tensor, high: Tensor) -> Tensor:
         if low.dim() != 4 or high.dim() != 4:
             raise ValueError(f'FINE expects 4D maps, got low {tuple(low.shape)} and high '
@@ -317,6 +324,14 @@ class FINE(nn.Module, FusionWeightRecorder):
             if recording:
                 self._record_fusion_weights('M', m)
             out = self._modulate(low, m)
+        elif self._lean_path(h, w):
+            # the paper's default (avg pooling, nearest Up, residual modulation) with
+            # sizes that divide: same numbers, fewer full-size passes in the backward
+            # (block_ops); the alias carries low's gradient into the pooling's backward
+            f = self.up_factor
+            low_tokens, low = block_avg_pool(low, f)
+            m_hat = self.attn(low_tokens, self.high_sampler(high))  # Eqs. 4-7
+            out = block_residual_modulate(low, m_hat, f)           # Eqs. 8-9
         else:
             m_hat = self.attn(self.low_sampler(low), self.high_sampler(high))  # Eqs. 4-7
             f = self.up_factor

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .block_ops import block_avg_pool
+
 TOKEN_SAMPLING_MODES = ('avg', 'max', 'dwconv')
 
 
@@ -80,6 +82,10 @@ class TokenSampler(nn.Module):
         if k == 1:
             return x
         if self.mode == 'avg':
+            if x.shape[-2] % k == 0 and x.shape[-1] % k == 0:
+                # the same numbers, with a one-pass backward (avg_pool2d_backward makes
+                # several full-size passes on CPUs; see block_ops)
+                return block_avg_pool(x, k)[0]
             # ceil_mode with padding=0: the divisor of a partial window is the number of
             # its pixels inside the map, i.e. a true mean over existing pixels.
             return F.avg_pool2d(x, k, k, ceil_mode=True)

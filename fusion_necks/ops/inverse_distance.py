@@ -8,7 +8,7 @@ normalised to sum to one:
     w_j = |p - p_j|^(-power) / sum_j' |p - p_j'|^(-power)
 
 The official SEG code writes this as ``(|p - p_j|^2)^(-beta)`` with ``beta = power / 2``
-(``SHEPARD_POWER = 6`` -> ``beta = 3``; ``../shared/design/autofocusformer.md`` §7.2-7.3).
+(``SHEPARD_POWER = 6`` -> ``beta = 3``; the official ``msdeformattn_pc.py``, apple/ml-autofocusformer-segmentation).
 Here the normalisation is done in log space, ``softmax(-(power / 2) * log(d^2 + eps))``,
 which is the same quantity but cannot overflow for large powers or tiny distances: a
 query that coincides with a token gets that token's feature (up to ``eps``). Gradients

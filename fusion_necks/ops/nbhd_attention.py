@@ -2,7 +2,7 @@
 
 AutoFocusFormer, CVPR 2023, Sec. 3.2 (Eq. 2-3) and Sec. 4.3; the official code computes
 the two halves with the CUDA kernels ``clustenqk``/``clustenav``
-(``../shared/design/autofocusformer.md`` §4, §6). For query ``i`` with neighbours
+(official ``ClusterAttention`` and its CUDA kernels in apple/ml-autofocusformer). For query ``i`` with neighbours
 ``idx[i, 0..M-1]`` and head ``h``:
 
     a_ij   = q_i . k_{idx_ij} + bias_ij            (masked slots: excluded)

@@ -1,7 +1,7 @@
 """Balanced clustering of 2-D point tokens with a space-filling curve.
 
 AutoFocusFormer, Ziwen et al., CVPR 2023, Sec. 3.1.1 and Fig. 3; official details in
-``../shared/design/autofocusformer.md`` §3. Not iterative, exactly balanced:
+the official ``point_utils.py::space_filling_cluster`` (apple/ml-autofocusformer). Not iterative, exactly balanced:
 
 1. Cover the ``h x w`` canvas with a coarse grid of ``Ph x Pw`` cells whose count is close
    to the number of clusters ``k = ceil(n / m)``; the cell centres are the *anchors*.

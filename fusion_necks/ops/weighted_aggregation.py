@@ -2,9 +2,8 @@
 
     out[b, i, t, c] = sum_j  weights[b, i, j, t] * feat[b, idx[b, i, j], c]
 
-This is the official ``clustenwf`` CUDA kernel (``../shared/design/autofocusformer.md``
-§6), used by AutoFocusFormer's neighbourhood merging (paper Eq. 4, with ``T = C_mid = 4``
-weight channels) and by PointConv layers; with ``T = 1`` it is the ``weighted_gather``
+This is the official ``clustenwf`` CUDA kernel (apple/ml-autofocusformer), used by
+AutoFocusFormer's neighbourhood merging (paper Eq. 4, with ``T = C_mid = 4`` weight channels) and by PointConv layers; with ``T = 1`` it is the ``weighted_gather``
 used by inverse-distance interpolation (:func:`weighted_gather`).
 
 A custom autograd function keeps only ``weights``, ``feat`` and ``idx`` for the

@@ -4,7 +4,7 @@ point tokens (AutoFocusFormer, CVPR 2023, Sec. 4.1 and Table 3 "Mask2Former*").
 mmseg's ``Mask2FormerHead`` consumes dense multi-scale maps: it encodes them with
 ``SinePositionalEncoding`` over the map and resizes the previous layer's mask logits to
 each map bilinearly to build the masked-attention masks. The point version
-(``../shared/design/autofocusformer.md`` §7.4) instead
+(official ``mask2former_transformer_decoder.py``, apple/ml-autofocusformer-segmentation) instead
 
 * cross-attends to the pixel decoder's point tokens of each level (res5, res4, res3),
   with the sine encoding of the tokens' canvas coordinates

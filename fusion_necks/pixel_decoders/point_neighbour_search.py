@@ -4,7 +4,7 @@ The point-based deformable attention of AutoFocusFormer (CVPR 2023, Sec. 4.1) sa
 every level at ``p = p_c + dp`` from "the 4 tokens closest in Euclidean space to
 p_c + dp". With ~10^6 sampling points per layer at 512x1024 a brute-force search per
 point is too slow, so, like the official segmentation code
-(``../shared/design/autofocusformer.md`` §7.2), we build once per forward and per level a
+(official ``MSDeformAttnPc``, apple/ml-autofocusformer-segmentation), we build once per forward and per level a
 table of the ``K`` nearest level tokens of every integer cell of the stride-4 canvas,
 shared by all encoder layers. Then:
 

@@ -4,7 +4,7 @@ Mask2Former's pixel decoder (Cheng et al., CVPR 2022; mmdet ``MSDeformAttnPixelD
 runs 6 multi-scale deformable-attention encoder layers over the three coarsest backbone
 levels and an FPN step to the stride-4 level, whose output gives the per-pixel mask
 features. AutoFocusFormer's tokens are not on a grid, so every piece works on point tokens
-(``../shared/design/autofocusformer.md`` §7.1-7.3):
+(official ``mask2former/modeling/pixel_decoder/msdeformattn_pc.py``, apple/ml-autofocusformer-segmentation):
 
 ============================  ===========================================================
 grid decoder (mmdet)          point decoder (this module)

@@ -5,7 +5,7 @@ mmdet's ``SinePositionalEncoding`` encodes the cell ``(i, j)`` of an ``H x W`` m
 scale`` (its ``cumsum`` of a mask without padding), then ``[sin(y/t_0), cos(y/t_0), ...,
 sin(x/t_0), cos(x/t_0), ...]`` with ``t_k = temperature^(2 floor(k/2) / num_feats)``. The
 official point-based Mask2Former applies the same embedding "directly to the (x, y) token
-coordinates" (``../shared/design/autofocusformer.md`` §7.1). Here:
+coordinates" (official ``msdeformattn_pc.py``, apple/ml-autofocusformer-segmentation). Here:
 
 * ``normalize_by='canvas'`` (default): a token at canvas position ``(x, y)`` is encoded
   exactly as mmdet encodes the cell ``(y, x)`` of the full ``h x w`` canvas map, so on a

@@ -26,9 +26,11 @@ Cases (``--list``):
   Faster R-CNN R-50 stages of an 800x1344 input (low 50x84 / high 25x42 with k = 1; low
   100x168 / high 50x84 with k = 2), batch 1; ``fine-r50-train``: one training step
   (forward + backward of the sum of the outputs, inputs requiring grad) of both stages at
-  batch 2. The second target is the same FINE with ``attention='aats_linear'`` (the
-  public code's linear kernel), which shows what the softmax attention costs; there is
-  no older FINE to compare with (``--compare-reference`` has no effect on these cases).
+  batch 2, with a dense random upstream gradient. ``--compare-reference`` times the FINE
+  before ``fusion_necks/layers/block_ops.py`` (``op_references/fine_v1.py``, the same
+  weights; outputs, or all gradients for the training step, checked within 1e-5 relative);
+  without it, the second target is the same FINE with ``attention='aats_linear'`` (the
+  public code's linear kernel), which shows what the softmax attention costs.
 
 Only PyTorch is needed except for the ``m2f`` cases, which build the model from its
 mmseg config.
@@ -66,8 +68,9 @@ NAMED_CASES = {
 FINE_STAGES = {'k1': (1, (50, 84), (25, 42)), 'k2': (2, (100, 168), (50, 84))}
 
 
-def fine_case(case: str) -> Tuple[Dict[str, Callable], Dict]:
-    """FINE with the paper's defaults and with the public code's linear kernel."""
+def fine_case(case: str, compare_reference: bool) -> Tuple[Dict[str, Callable], Dict]:
+    """FINE (paper defaults) from the library, the reference before block_ops (same
+    weights), and the public code's linear kernel for context."""
     import torch
     from torch import nn
 
@@ -76,34 +79,56 @@ def fine_case(case: str) -> Tuple[Dict[str, Callable], Dict]:
     stages = list(FINE_STAGES) if train else [case.rsplit('-', 1)[1]]
     batch = 2 if train else 1
     g = torch.Generator().manual_seed(0)
-    fns, info = {}, {'calls': []}
-    inputs = {}
+    inputs, grads, info = {}, {}, {'calls': []}
     for st in stages:
         k, low, high = FINE_STAGES[st]
         inputs[st] = (torch.randn(batch, 256, *low, generator=g, requires_grad=train),
                       torch.randn(batch, 256, *high, generator=g, requires_grad=train))
+        # a dense upstream gradient, as from the FPN conv that follows
+        grads[st] = torch.randn(batch, 256, *low, generator=g)
         info['calls'].append(f'{st}: low {tuple(inputs[st][0].shape)}, '
                              f'high {tuple(inputs[st][1].shape)}, kernel_size={k}')
-    for label, attention in (('FINE (paper: AATS, softmax)', 'aats'),
-                             ('FINE aats_linear (public kernel)', 'aats_linear')):
+
+    def build(cls, attention='aats'):
         torch.manual_seed(0)
-        mods = {st: FINE(256, kernel_size=FINE_STAGES[st][0], attention=attention)
+        mods = {st: cls(256, kernel_size=FINE_STAGES[st][0], attention=attention)
                 for st in stages}
         for m in mods.values():  # a trained W_O is not zero: keep the full data path busy
             nn.init.xavier_uniform_(m.attn.out_proj.weight)
-        if train:
-            def step(mods=mods):
-                for st, m in mods.items():
-                    m.zero_grad(set_to_none=True)
-                loss = sum(m(*inputs[st]).sum() for st, m in mods.items())
-                loss.backward()
-            fns[label] = step
-        else:
-            def forward(mods=mods):
-                with torch.inference_mode():
-                    for st, m in mods.items():
-                        m(*inputs[st])
-            fns[label] = forward
+        return mods
+
+    def run(mods, keep=False):
+        if not train:
+            with torch.inference_mode():
+                return [m(*inputs[st]) for st, m in mods.items()]
+        for st, m in mods.items():
+            m.zero_grad(set_to_none=True)
+        for x in (t for pair in inputs.values() for t in pair):
+            x.grad = None
+        outs = [m(*inputs[st]) for st, m in mods.items()]
+        torch.autograd.backward(outs, [grads[st] for st in mods])
+        if keep:
+            return [x.grad.clone() for pair in inputs.values() for x in pair] + [
+                p.grad.clone() for m in mods.values() for p in m.parameters()]
+
+    targets = {'FINE (paper: AATS, softmax)': build(FINE)}
+    if compare_reference:
+        fine_v1 = load_reference('fine_v1').FINEv1
+        ref = build(fine_v1)
+        for st in stages:
+            ref[st].load_state_dict(targets['FINE (paper: AATS, softmax)'][st].state_dict())
+        a, b = run(targets['FINE (paper: AATS, softmax)'], keep=True), run(ref, keep=True)
+        worst = max(float((x - y).abs().max() / y.abs().max().clamp_min(1e-12))
+                    for x, y in zip(a, b))
+        if not worst <= 1e-5:
+            raise AssertionError(f'{case}: FINE and the reference differ by {worst:.3g} '
+                                 f'(relative to the largest value)')
+        info['check'] = (f'{"outputs" if not train else "input and parameter gradients"} '
+                         f'within {worst:.2g} of the reference (relative to the max)')
+        targets['reference FINE v1'] = ref
+    else:
+        targets['FINE aats_linear (public kernel)'] = build(FINE, 'aats_linear')
+    fns = {label: (lambda mods=mods: run(mods)) for label, mods in targets.items()}
     return fns, info
 
 
@@ -245,7 +270,7 @@ def main(argv=None) -> int:
     results = {}
     for case in args.cases:
         if case in ('fine-r50-k1', 'fine-r50-k2', 'fine-r50-train'):
-            fns, info = fine_case(case)
+            fns, info = fine_case(case, args.compare_reference)
         elif case.startswith('knn'):
             fns, info = knn_case(case, args.compare_reference)
         else:

@@ -1,7 +1,7 @@
 """Exact k-nearest neighbours between point sets, chunked over queries.
 
 Replaces the pykeops ``argKmin`` of the official AutoFocusFormer code
-(``../shared/design/autofocusformer.md`` §6, §9): a plain, batched squared-difference
+(apple/ml-autofocusformer): a plain, batched squared-difference
 distance with ``topk``, computed for a block of queries at a time so that the
 ``B x Nq x Nd`` distance matrix never exists at once (at 1024² input, 65536 tokens to
 8192 cluster means would be 537M entries per image).

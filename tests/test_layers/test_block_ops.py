@@ -1,0 +1,92 @@
+"""Block pooling / block modulation with lean backward passes (FINE's AATS path):
+forward bit-identical to the generic ops, gradients equal to autograd's through them."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fusion_necks.layers.block_ops import block_avg_pool, block_residual_modulate
+from fusion_necks.layers.fine import FINE
+
+
+def _generic(low, high_tokens_fn, f):
+    """avg_pool2d + broadcast addcmul, PyTorch's own backward (the previous FINE path)."""
+    b, c, h, w = low.shape
+    m_hat = high_tokens_fn(F.avg_pool2d(low, f, f, ceil_mode=True))
+    low6 = low.reshape(b, c, h // f, f, w // f, f)
+    return torch.addcmul(low6, low6, m_hat.reshape(b, c, h // f, 1, w // f, 1)).reshape(b, c, h, w)
+
+
+def _lean(low, high_tokens_fn, f):
+    tokens, alias = block_avg_pool(low, f)
+    return block_residual_modulate(alias, high_tokens_fn(tokens), f)
+
+
+@pytest.mark.parametrize('f', [2, 4])
+def test_gradcheck_float64(f):
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(2, 3, 2 * f, 3 * f, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(3, 3, dtype=torch.float64, generator=g)
+    mix = lambda t: torch.einsum('oc,bchw->bohw', w, t).tanh()  # noqa: E731 (m depends on low)
+    assert torch.autograd.gradcheck(lambda x: _lean(x, mix, f), (low,))
+    assert torch.autograd.gradcheck(lambda x: block_avg_pool(x, f)[0], (low,))
+
+
+def test_same_numbers_as_the_generic_ops():
+    g = torch.Generator().manual_seed(1)
+    low = torch.randn(2, 8, 12, 20, generator=g, requires_grad=True)
+    w = torch.randn(8, 8, generator=g, requires_grad=True)
+    mix = lambda t: torch.einsum('oc,bchw->bohw', w, t)  # noqa: E731
+    up = torch.randn(2, 8, 12, 20, generator=g)
+    outs, grads = [], []
+    for fn in (_generic, _lean):
+        low.grad = w.grad = None
+        out = fn(low, mix, 4)
+        out.backward(up)
+        outs.append(out.detach())
+        grads.append((low.grad.clone(), w.grad.clone()))
+    assert torch.equal(outs[0], outs[1])  # forward: bit-identical
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_alias_unused_and_pooled_unused():
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    block_avg_pool(x, 2)[0].sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, 0.25))
+    x.grad = None
+    block_avg_pool(x, 2)[1].sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones_like(x))
+
+
+def test_bad_sizes_are_named():
+    with pytest.raises(ValueError, match='divisible by the block size 4'):
+        block_avg_pool(torch.zeros(1, 2, 6, 8), 4)
+    with pytest.raises(ValueError, match='m_hat must be 1 x 2 x 2 x 2'):
+        block_residual_modulate(torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 3, 2), 4)
+
+
+@pytest.mark.parametrize('k', [1, 2])
+def test_fine_lean_path_matches_the_generic_path(k):
+    """FINE at sizes that divide takes the lean path; with a size that does not (and so
+    the generic path) it gives the numbers of the same computation."""
+    torch.manual_seed(0)
+    fine = FINE(32, kernel_size=k)
+    torch.nn.init.xavier_uniform_(fine.attn.out_proj.weight)
+    f = 2 * k
+    low = torch.randn(2, 32, 6 * f, 5 * f, requires_grad=True)
+    high = torch.randn(2, 32, 3 * f, 5 * f // 2 if f % 2 == 0 else 3, requires_grad=True)
+    assert fine._lean_path(*low.shape[-2:])
+    up = torch.randn_like(low)
+    out = fine(low, high)
+    out.backward(up)
+    lean = [out.detach(), low.grad.clone(), high.grad.clone()] + [
+        p.grad.clone() for p in fine.parameters()]
+    fine.zero_grad()
+    low.grad = high.grad = None
+    ref = _generic(low, lambda t: fine.attn(t, fine.high_sampler(high) if k == 1 else
+                                            F.avg_pool2d(high, k, k, ceil_mode=True)), f)
+    ref.backward(up)
+    generic = [ref.detach(), low.grad, high.grad] + [p.grad for p in fine.parameters()]
+    assert torch.equal(lean[0], generic[0])
+    for a, b in zip(lean[1:], generic[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
