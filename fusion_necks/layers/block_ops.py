@@ -94,10 +94,11 @@ class _BlockResidualModulate(torch.autograd.Function):
         f = ctx.f
         g6 = _blocks(grad, f)
         grad_low = grad_m = None
-        if ctx.needs_input_grad[0]:
-            grad_low = torch.addcmul(g6, g6, _cells(m_hat)).reshape(low.shape)
+        # grad_m first: its full-size temporary is freed before grad_low is allocated
         if ctx.needs_input_grad[1]:
             grad_m = (g6 * _blocks(low, f)).sum(5).sum(3)
+        if ctx.needs_input_grad[0]:
+            grad_low = torch.addcmul(g6, g6, _cells(m_hat)).reshape(low.shape)
         return grad_low, grad_m, None
 
 

@@ -59,3 +59,16 @@ def test_bad_cases(argv, msg, capsys):
 def test_list(capsys):
     assert _tool().main(['--list']) == 0
     assert 'knn-aff-tiny-m2f-1024x2048' in capsys.readouterr().out
+
+
+def test_fine_training_step_against_the_previous_fine(tmp_path, capsys):
+    tool = _tool()
+    out = tmp_path / 'fine.json'
+    assert tool.main(['fine-r50-train', '--compare-reference', '--runs', '1', '--warmup', '0',
+                      '--json', str(out)]) == 0
+    text = capsys.readouterr().out
+    assert 'check: input and parameter gradients within' in text
+    case = json.load(open(out))['cases']['fine-r50-train']
+    assert [r['name'] for r in case['results']] == ['FINE (paper: AATS, softmax)',
+                                                    'reference FINE v1']
+    assert len(case['calls']) == 2  # both R-50 stages
