@@ -5,7 +5,7 @@ Every public module is registered into **both** ``mmdet.registry.MODELS`` and
 names that do not collide with upstream entries. Configs that inherit
 ``mmdet::``/``mmseg::`` bases carry ``_scope_='mmdet'``/``'mmseg'`` on their model
 dict, so registering straight into those two registries means our ``type=`` names
-need no scope prefix (mmengine scopes: a module registered in both mmdet's and mmseg's ``MODELS`` is found from either framework's configs).
+need no scope prefix.
 
 The modules themselves are plain PyTorch (``fusion_necks.ops``, ``.layers``,
 ``.backbones``) or thin subclasses of framework classes (``.necks``,
@@ -26,7 +26,7 @@ MMDET_MODULES: List[Tuple[str, str]] = [
     ('FINEFPN', 'fusion_necks.necks.fine_fpn_mmdet:FINEFPN'),
     # -- ASFF --
     ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
-    # -- AutoFocusFormer (issues 6, 7) --
+    # -- AutoFocusFormer --
     ('AutoFocusFormer',
      'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
     ('PointMSDeformAttnPixelDecoder',
@@ -41,7 +41,7 @@ MMSEG_MODULES: List[Tuple[str, str]] = [
     # -- BAFF-SkipNet --
     ('SkipNetHead', 'fusion_necks.decode_heads.skipnet_head:SkipNetHead'),
     ('SkipNetWarmupHead', 'fusion_necks.decode_heads.skipnet_warmup_head:SkipNetWarmupHead'),
-    # -- AutoFocusFormer (issues 6, 7) --
+    # -- AutoFocusFormer --
     ('AutoFocusFormer',
      'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
     ('PointMSDeformAttnPixelDecoder',
