@@ -158,9 +158,18 @@ def silence_known_warnings() -> None:
     warnings.filterwarnings('ignore', message=r'.*torch\.cuda\.amp.*', category=FutureWarning)
 
 
-def restore_numpy_aliases() -> List[str]:
-    """``np.in1d`` for cityscapesscripts on numpy >= 2.4 (module docstring, 6)."""
-    import numpy as np
+def restore_numpy_aliases(np=None) -> List[str]:
+    """``np.in1d`` for cityscapesscripts on numpy >= 2.4 (module docstring, 6).
+
+    Args:
+        np: the numpy module to patch (default: ``numpy``; tests pass a stand-in
+            that lacks ``in1d`` as numpy 2.4 does).
+
+    Returns:
+        The names added (empty where numpy still has them).
+    """
+    if np is None:
+        import numpy as np
     added = []
     if 'in1d' not in np.__dict__:
         try:

@@ -97,6 +97,20 @@ def test_runner_checkpoints_load_despite_weights_only_default(tmp_path):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'missing.pth'))
 
 
+def test_numpy_in1d_alias_is_added_where_numpy_lacks_it():
+    """numpy 2.4 has no ``in1d``: a stand-in module without it gets ``isin``; one that
+    has it (the pinned numpy < 2.4) is left alone."""
+    import types
+    np24 = types.ModuleType('numpy24')
+    np24.isin = np.isin
+    assert compat.restore_numpy_aliases(np24) == ['in1d']
+    assert np24.in1d is np.isin
+    assert compat.restore_numpy_aliases(np24) == []  # in __dict__ now: idempotent
+    older = types.ModuleType('numpy23')
+    older.isin, older.in1d = np.isin, object()
+    assert compat.restore_numpy_aliases(older) == [] and older.in1d is not np.isin
+
+
 def test_numpy_in1d_alias():
     compat.restore_numpy_aliases()
     with warnings.catch_warnings():
