@@ -1,14 +1,14 @@
 """fusion-necks: multi-scale feature-fusion modules for MMDetection and MMSegmentation.
 
-``import fusion_necks`` (what ``custom_imports=dict(imports=['fusion_necks'])`` in our
-configs does) registers every public module into mmdet's and mmseg's ``MODELS``
-registries, for whichever of the two frameworks is installed. With neither
-installed the plain-PyTorch modules (``fusion_necks.ops``, ``.layers``,
-``.backbones``) are still importable.
+Importing the package (or ``fusion_necks.ops``, ``.layers``, ``.backbones``) needs only
+PyTorch and imports no OpenMMLab package. Registration into mmdet's and mmseg's registries
+is explicit: a config says
+
+    custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
+
+(ours all do), and our tools import ``fusion_necks.registry`` themselves; a script calls
+``fusion_necks.registry.register_all_modules()`` or imports that module.
 """
-from .registry import register_all_modules
 from .version import __version__
 
-registered = register_all_modules()
-
-__all__ = ['__version__', 'register_all_modules', 'registered']
+__all__ = ['__version__']

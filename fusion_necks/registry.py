@@ -2,7 +2,10 @@
 
 Every public module is registered into **both** ``mmdet.registry.MODELS`` and
 ``mmseg.registry.MODELS`` (where the module makes sense for that framework), under
-names that do not collide with upstream entries. Configs that inherit
+names that do not collide with upstream entries. Importing this module registers
+(``custom_imports = dict(imports=['fusion_necks.registry'])`` in a config); nothing else
+in the package does, so ``fusion_necks.ops``/``.layers``/``.backbones`` import without
+OpenMMLab. Configs that inherit
 ``mmdet::``/``mmseg::`` bases carry ``_scope_='mmdet'``/``'mmseg'`` on their model
 dict, so registering straight into those two registries means our ``type=`` names
 need no scope prefix.
@@ -11,7 +14,7 @@ The modules themselves are plain PyTorch (``fusion_necks.ops``, ``.layers``,
 ``.backbones``) or thin subclasses of framework classes (``.necks``,
 ``.decode_heads``, ``.pixel_decoders``). Entries are ``'module.path:ClassName'``
 strings imported lazily here, so a user who has only mmdet (or only mmseg, or only
-torch) can still ``import fusion_necks``: the framework that is missing is skipped.
+torch) can still import this module: the framework that is missing is skipped.
 
 To add a module: append one line to the framework's table below, in the section
 of your method. A name that already exists upstream raises at registration time.
@@ -150,3 +153,7 @@ def register_all_modules(frameworks: Sequence[str] = ('mmdet', 'mmseg')) -> Dict
         if framework_available(framework):
             done[framework] = register_framework(framework)
     return done
+
+
+#: framework -> names registered when this module was imported (see the module docstring)
+registered = register_all_modules()

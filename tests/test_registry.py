@@ -49,13 +49,38 @@ def test_import_without_a_framework(hidden):
                 return None
             return real(name, path, target)
         importlib.machinery.PathFinder.find_spec = staticmethod(find_spec)
-        import fusion_necks
-        assert set(fusion_necks.registered) == {{'mmdet', 'mmseg'}} - set(hidden), fusion_necks.registered
         import fusion_necks.layers, fusion_necks.ops, fusion_necks.backbones
+        import fusion_necks.registry as registry
+        assert set(registry.registered) == {{'mmdet', 'mmseg'}} - set(hidden), registry.registered
         for name in hidden:
             assert name not in sys.modules, name
-        print('OK', sorted(fusion_necks.registered))
+        print('OK', sorted(registry.registered))
         ''')
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'OK' in proc.stdout
+
+
+def test_core_imports_without_openmmlab():
+    """``fusion_necks.ops/.layers/.backbones`` need only PyTorch: importing them loads no
+    mmdet, mmseg, mmcv or mmengine module (they are installed here), and registration
+    happens only when ``fusion_necks.registry`` is imported."""
+    script = textwrap.dedent('''
+        import sys, time
+        import torch
+        t = time.perf_counter()
+        import fusion_necks, fusion_necks.ops, fusion_necks.layers, fusion_necks.backbones
+        dt = time.perf_counter() - t
+        mm = sorted({m.split('.')[0] for m in sys.modules
+                     if m.split('.')[0] in ('mmdet', 'mmseg', 'mmcv', 'mmengine')})
+        assert not mm, mm
+        assert 'fusion_necks.registry' not in sys.modules
+        import fusion_necks.registry
+        assert {'mmdet', 'mmseg'} <= set(fusion_necks.registry.registered)
+        print(f'OK {dt:.3f}')
+        ''')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dt = float(proc.stdout.split('OK')[1])
+    assert dt < 1.0, f'importing the core took {dt:.2f} s after torch'

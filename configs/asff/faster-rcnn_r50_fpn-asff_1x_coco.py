@@ -5,4 +5,4 @@ model = dict(neck=[
     _base_.model.neck,
     dict(_base_.asff_neck, level_names=['P2', 'P3', 'P4', 'P5', 'P6']),
 ])
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

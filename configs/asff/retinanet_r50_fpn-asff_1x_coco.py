@@ -3,4 +3,4 @@
 # The ASFF neck (GN, compress 16, full weights) is ../_base_/necks/asff.py.
 _base_ = ['./retinanet_r50_fpn_1x_coco.py', '../_base_/necks/asff.py']
 model = dict(neck=[_base_.model.neck, _base_.asff_neck])
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

@@ -1,7 +1,7 @@
 # AutoFocusFormer-Tiny in Mask R-CNN with FPN (COCO, 1x), next to mmdet's Swin-T config:
 # the backbone returns dense stride 4/8/16/32 maps (out_dense=True), FPN is unchanged.
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_tiny.pth'  # noqa
 model = dict(
     backbone=dict(

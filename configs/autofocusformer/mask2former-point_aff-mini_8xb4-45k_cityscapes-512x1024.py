@@ -2,7 +2,7 @@
 # (paper Table 4). Only the backbone differs from the Tiny config (drop path 0 as the
 # official Mini configs).
 _base_ = './mask2former-point_aff-tiny_8xb4-45k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_mini.pth'  # noqa
 model = dict(
     backbone=dict(

@@ -1,7 +1,7 @@
 # AutoFocusFormer-Mini with the point-based Mask2Former head on ADE20K 512x512 (paper
 # Table 3: 46.5 mIoU, 48.3G FLOPs). Only the backbone differs from the Tiny config.
 _base_ = './mask2former-point_aff-tiny_8xb4-80k_ade20k-512x512.py'
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_mini.pth'  # noqa
 model = dict(
     backbone=dict(

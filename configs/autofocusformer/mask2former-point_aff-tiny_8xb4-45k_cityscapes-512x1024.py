@@ -8,7 +8,7 @@
 # crops; the rest (losses, 100 queries, 9+1 decoder layers, pipeline) is mmseg's.
 _base_ = ['mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
           '../_base_/cityscapes_metrics.py']
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 # IoUMetric + CityscapesMetric (cityscapesscripts) for val and test
 val_evaluator = _base_.cityscapes_evaluator
 test_evaluator = _base_.cityscapes_evaluator

@@ -5,7 +5,7 @@
 # code (apple/ml-autofocusformer-segmentation): batch 32 (8 x 4), AdamW lr 2e-4,
 # wd 0.05, backbone lr x0.1, clip 0.01, 80k iterations; the rest is mmseg's.
 _base_ = 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_tiny.pth'  # noqa
 model = dict(
     backbone=dict(

@@ -7,7 +7,7 @@
 # tools/model_converters/aff2fusion.py; fusion_necks.compat resolves the URL to
 # ./checkpoints/aff_tiny.pth or trains from scratch with a warning).
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_tiny.pth'  # noqa
 model = dict(
     backbone=dict(

@@ -2,7 +2,7 @@
 # Only the neck changes: FPN -> FINEFPN, with the paper's defaults spelled out so that the
 # ablation configs next to this one read as one-key changes.
 _base_ = './faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(
     neck=dict(
         type='FINEFPN',

@@ -2,7 +2,7 @@
 # unchanged (baseline of fpn-fine_r50_4xb2-80k_cityscapes-512x1024.py).
 _base_ = ['mmseg::sem_fpn/fpn_r50_4xb2-80k_cityscapes-512x1024.py',
           '../_base_/cityscapes_metrics.py']
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 # IoUMetric + CityscapesMetric (cityscapesscripts) for val and test
 val_evaluator = _base_.cityscapes_evaluator
 test_evaluator = _base_.cityscapes_evaluator

@@ -7,4 +7,4 @@ model = dict(neck=[
     _base_.model.neck,
     dict(_base_.asff_neck, in_channels=_base_.model.neck.out_channels),
 ])
-custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)
+custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

@@ -12,7 +12,7 @@ import re
 from typing import Iterator, List, Optional, Sequence
 
 SCOPES = ('mmdet', 'mmseg')
-CUSTOM_IMPORTS_HINT = "custom_imports = dict(imports=['fusion_necks'], allow_failed_imports=False)"
+CUSTOM_IMPORTS_HINT = "custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)"
 
 
 class ConfigError(ValueError):
@@ -32,9 +32,14 @@ def parse_cfg_options(items: Optional[Sequence[str]]) -> Optional[dict]:
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None):
-    """``Config.fromfile`` + ``--cfg-options``, with the runtime compat patches applied."""
+    """``Config.fromfile`` + ``--cfg-options``, with the runtime compat patches applied.
+
+    Our tools register fusion-necks' modules here, explicitly, so that they also run
+    configs without our ``custom_imports`` (e.g. the official baselines with SyncBN).
+    """
     from mmengine.config import Config
 
+    import fusion_necks.registry  # noqa: F401  (registers on import)
     from fusion_necks.compat import apply_runtime_patches
     apply_runtime_patches()
     if not osp.isfile(path):

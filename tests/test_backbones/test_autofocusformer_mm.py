@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-import fusion_necks  # noqa: F401  (registers AutoFocusFormer)
+import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.backbones.autofocusformer_backbone import AutoFocusFormerBackbone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_config_set_and_keys():
         'mask-rcnn_aff-tiny_fpn_1x_coco.py'}
     for path in CONFIGS:
         cfg = Config.fromfile(str(path))
-        assert cfg.custom_imports == dict(imports=['fusion_necks'], allow_failed_imports=False)
+        assert cfg.custom_imports == dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
         bb = cfg.model.backbone
         assert bb.type == 'AutoFocusFormer' and 'window_size' not in bb  # Swin keys deleted
         assert bb.init_cfg.checkpoint.startswith('https://docs-assets.developer.apple.com/')

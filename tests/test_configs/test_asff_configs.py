@@ -59,7 +59,7 @@ def cfgs():
 
 def test_every_config_imports_fusion_necks(cfgs):
     for name, cfg in cfgs.items():
-        assert cfg.custom_imports == dict(imports=['fusion_necks'],
+        assert cfg.custom_imports == dict(imports=['fusion_necks.registry'],
                                           allow_failed_imports=False), name
         assert cfg.default_scope == 'mmdet', name
 

@@ -74,7 +74,7 @@ def test_quickstart_asff_changes_only_the_neck(name):
     cfg, base, real = load(osp.join(QS, name)), load(osp.join(QS, base_name)), load(
         osp.join(REAL, real_name))
     assert _without_neck(cfg) == _without_neck(base)
-    assert cfg.custom_imports == dict(imports=['fusion_necks'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
     neck = cfg.model.neck
     assert isinstance(neck, list) and len(neck) == 2 and neck[0] == base.model.neck
     # the same ASFF as the real-data config, at the width of the quickstart's FPN (128 in

@@ -45,7 +45,7 @@ def test_config_set_is_complete():
                                                for p in CONFIGS])
 def test_config_parses_and_builds(path):
     cfg = Config.fromfile(str(path))
-    assert cfg.custom_imports == dict(imports=['fusion_necks'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
     assert cfg.model.pretrained == 'mmcls://mobilenet_v2'  # the official init is kept
     assert cfg.model.backbone.out_indices == (2, 4, 6)
     assert cfg.train_cfg.max_iters == 40000 and cfg.param_scheduler[0].end == 40000

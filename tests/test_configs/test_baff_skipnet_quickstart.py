@@ -30,7 +30,7 @@ def test_quickstart_models_are_the_real_ones_on_synthetic_data():
         for phase in ('phase1', 'phase2'):
             name = f'{method}_mobilenet-v2_{phase}'
             cfg, real = _cfg(name), _real(name)
-            assert cfg.custom_imports == dict(imports=['fusion_necks'],
+            assert cfg.custom_imports == dict(imports=['fusion_necks.registry'],
                                               allow_failed_imports=False)
             assert cfg.model.decode_head == real.model.decode_head, name
             assert cfg.model.backbone == real.model.backbone, name

@@ -50,7 +50,7 @@ def test_tools_test_reports_iou_and_cityscapes_metrics(tiny_cityscapes, tmp_path
                 'skipnet_mobilenet-v2_phase2_4xb2-40k_cityscapes-512x1024.py')
     cfg = Config.fromfile(str(ROOT / cfg_path))
     init_default_scope('mmseg')
-    import fusion_necks  # noqa: F401  (registers SkipNetHead)
+    import fusion_necks.registry  # noqa: F401  (registers our modules)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

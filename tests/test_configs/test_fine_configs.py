@@ -89,7 +89,7 @@ def build(cfg):
     """The model of a config, offline (no pretrained weights), with plain BN."""
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
-    import fusion_necks  # noqa: F401
+    import fusion_necks.registry  # noqa: F401  (registers our modules)
     model_cfg = cfg.model.copy()
     init_default_scope(cfg.default_scope)
     if cfg.default_scope == 'mmdet':
@@ -112,10 +112,10 @@ def test_the_expected_configs_exist():
 
 def test_every_config_parses_and_imports_fusion_necks(cfgs):
     for name, cfg in cfgs.items():
-        assert cfg.custom_imports == dict(imports=['fusion_necks'],
+        assert cfg.custom_imports == dict(imports=['fusion_necks.registry'],
                                           allow_failed_imports=False), name
         text = open(osp.join(CFG_DIR, name)).read()
-        assert "custom_imports = dict(imports=['fusion_necks']" in text, name
+        assert "custom_imports = dict(imports=['fusion_necks.registry']" in text, name
         assert cfg.default_scope == ('mmseg' if 'cityscapes' in name else 'mmdet'), name
         is_fine = name not in {b for b, _, _ in MODELS.values()}
         assert (cfg.model.neck.type == 'FINEFPN') == is_fine, name
@@ -198,7 +198,7 @@ def test_fine_model_runs_end_to_end(cfgs, name):
 
 def _fine_blocks(neck_cfg, scope):
     """``{name: (class, repr, heads, #params)}`` of the FINE blocks of a neck config."""
-    import fusion_necks  # noqa: F401
+    import fusion_necks.registry  # noqa: F401  (registers our modules)
     from mmengine.registry import DefaultScope
     if scope == 'mmdet':
         from mmdet.registry import MODELS as REG
@@ -241,7 +241,7 @@ def test_init_of_w_o_per_config(cfgs):
     direct/none ablations (a zero M would switch F_low off) and the xavier config."""
     xavier = {f'faster-rcnn_r50_fpn-fine-{x}_1x_coco.py'
               for x in ('direct', 'nomod', 'xavier', 'public')}
-    import fusion_necks  # noqa: F401
+    import fusion_necks.registry  # noqa: F401  (registers our modules)
     from mmdet.registry import MODELS as REG
     from mmengine.registry import DefaultScope
     for name in (MAIN, *ABLATIONS, *OTHER):

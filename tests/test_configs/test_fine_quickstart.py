@@ -43,7 +43,7 @@ def test_fine_quickstart_changes_only_the_neck_type(fine, fpn):
     assert diff(a, b) <= {'model.neck.type', 'custom_imports.imports',
                           'custom_imports.allow_failed_imports'}
     assert a['model']['neck']['type'] == 'FINEFPN' and b['model']['neck']['type'] == 'FPN'
-    assert a['custom_imports'] == dict(imports=['fusion_necks'], allow_failed_imports=False)
+    assert a['custom_imports'] == dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 
 
 def test_fine_xavier_quickstart_changes_only_the_init():

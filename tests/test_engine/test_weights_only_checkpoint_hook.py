@@ -71,6 +71,6 @@ def test_apply_config_compat_adds_the_hook_once():
 
 
 def test_registered_in_mmengine_hooks():
-    import fusion_necks  # noqa: F401
+    import fusion_necks.registry  # noqa: F401  (registers our modules)
     from mmengine.registry import HOOKS
     assert HOOKS.get('WeightsOnlyCheckpointHook') is WeightsOnlyCheckpointHook

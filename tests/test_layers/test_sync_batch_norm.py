@@ -33,7 +33,7 @@ def test_factory_builds_batchnorm_with_syncbn_state_dict_keys(monkeypatch):
 
 @no_cuda
 def test_build_norm_layer_syncbn_under_both_scopes():
-    import fusion_necks  # noqa: F401
+    import fusion_necks.registry  # noqa: F401  (registers our modules)
     from mmcv.cnn import build_norm_layer
     from mmengine.registry import DefaultScope
     for scope in ('mmseg', 'mmdet'):

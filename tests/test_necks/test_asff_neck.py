@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import fusion_necks  # noqa: F401  (registers ASFFNeck)
+import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.layers import set_fusion_weight_recording
 from fusion_necks.necks.asff_neck import ASFFNeck
 from fusion_necks.necks.asff_official_weights import (convert_official_asff, official_asff_key,

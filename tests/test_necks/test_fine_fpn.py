@@ -7,7 +7,7 @@ from mmdet.models.necks import FPN as MMDetFPN
 from mmseg.models.necks import FPN as MMSegFPN
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import fusion_necks  # noqa: F401  (registers FINEFPN)
+import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.layers import FINE
 from fusion_necks.necks.fine_fpn_mmdet import FINEFPN as DetFINEFPN
 from fusion_necks.necks.fine_fpn_mmseg import FINEFPN as SegFINEFPN

@@ -25,7 +25,7 @@ from mmengine.registry import DefaultScope
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-import fusion_necks  # noqa: F401  (registers FINEFPN)
+import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.necks.fine_top_down import default_fine_kernel_sizes
 
 SCOPES = ('mmdet', 'mmseg')

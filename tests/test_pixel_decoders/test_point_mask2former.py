@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
-import fusion_necks  # noqa: F401
+import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.pixel_decoders.point_mask2former_head import (PointMask2FormerHead,
                                                                  sample_at_points)
 
@@ -184,7 +184,7 @@ EXPECTED = {
 def test_configs_follow_the_design_notes_recipe(name):
     arch, chans, alpha, dpr, crop, classes, iters = EXPECTED[name]
     cfg = Config.fromfile(str(CFG_DIR / name))
-    assert cfg.custom_imports == dict(imports=['fusion_necks'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
     bb, head = cfg.model.backbone, cfg.model.decode_head
     assert bb.type == 'AutoFocusFormer' and 'depth' not in bb  # ResNet keys deleted
     assert (bb.arch, bb.alpha, bb.drop_path_rate, bb.out_dense) == (arch, alpha, dpr, False)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-import fusion_necks  # noqa: F401  (registers the modules)
+import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.backbones.autofocusformer import PointFeatures
 from fusion_necks.ops.inverse_distance import inverse_distance_interpolate
 from fusion_necks.pixel_decoders import PointPixelDecoder, point_sine_encoding

@@ -61,13 +61,13 @@ def test_unregistered_type_says_to_add_custom_imports(tmp_path, repo_root, tiny_
     proc = tool(['tools/train.py', str(cfg), '--work-dir', str(tmp_path / 'w')], check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "'SomePluginFPN' is not registered" in proc.stderr
-    assert "custom_imports = dict(imports=['fusion_necks']" in proc.stderr
+    assert "custom_imports = dict(imports=['fusion_necks.registry']" in proc.stderr
 
 
 def test_registry_error_suggests_close_names():
     from mmengine.config import Config
     err = KeyError('FPNN is not in the mmdet::model registry. Please check whether ...')
-    msg = explain_registry_error(err, Config(dict(custom_imports=dict(imports=['fusion_necks']))))
+    msg = explain_registry_error(err, Config(dict(custom_imports=dict(imports=['fusion_necks.registry']))))
     assert 'Did you mean' in msg and 'FPN' in msg
     assert 'custom_imports' not in msg  # already there: the hint would mislead
     assert explain_registry_error(KeyError('some other key'), None) is None
