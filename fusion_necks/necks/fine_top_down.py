@@ -12,6 +12,7 @@ steps, :func:`~fusion_necks.layers.fine.default_num_heads` the heads from ``C``.
 import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers.fine import DEFAULT_HEAD_DIM, FINE, default_heads_message, default_num_heads
@@ -49,25 +50,6 @@ def _log(msg: str, level: int = logging.WARNING) -> None:
     print_log(msg, logger='current', level=level)
 
 
-class _LateralOverride:
-    """A view of an FPN whose ``lateral_convs`` return laterals computed beforehand.
-
-    ``FPN.forward(view, inputs)`` then runs the framework's own top-down loop, output
-    convs and extra levels unchanged, on the FINE-aligned laterals. Every other
-    attribute is the neck's own, and nothing on the neck is mutated.
-    """
-
-    __slots__ = ('_neck', 'lateral_convs')
-
-    def __init__(self, neck: nn.Module, laterals: Sequence[Tensor]) -> None:
-        object.__setattr__(self, '_neck', neck)
-        object.__setattr__(self, 'lateral_convs',
-                           [(lambda _input, t=t: t) for t in laterals])
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._neck, name)
-
-
 class FINETopDownMixin:
     """Puts FINE in front of the top-down fusion of an FPN (Eq. 3 of the FINE paper).
 
@@ -77,14 +59,16 @@ class FINETopDownMixin:
     in the paper ("F_fused subsequently serves as the high-level input for the next
     fusion stage") and the public code.
 
-    Implementation: the mixin computes the laterals and, from the coarsest level down to
-    the lowest FINE step, the merged maps FINE needs; then it calls the framework's own
-    ``FPN.forward`` with those aligned laterals in place of the lateral convs' outputs
-    (:class:`_LateralOverride`). So the addition ``f``, ``upsample_cfg``, the 3x3 output
-    convs and every ``add_extra_convs`` variant are the framework's code, not a copy. The
-    merged maps above the lowest FINE step are computed twice (once here as FINE's input,
-    once by the FPN's loop); that is one upsample and add per such level, bit-identical.
-    With FINE off at every step, ``forward`` is exactly ``FPN.forward``.
+    Implementation: one plain top-down loop, from the coarsest level down,
+    ``low = FINE(lat[i-1], lat[i]) if FINE at this step else lat[i-1]``, then
+    ``lat[i-1] = low + Up(lat[i])`` with the framework's ``Up`` (:meth:`_upsample_like`:
+    ``upsample_cfg`` as mmdet's ``F.interpolate`` or mmseg's ``resize`` uses it), followed
+    by the FPN's output convs and extra levels (:meth:`_outputs`, the step that mmdet
+    3.3.0's and mmseg 1.2.2's ``FPN.forward`` share line for line, every
+    ``add_extra_convs`` variant). With FINE off at every step, ``forward`` *is*
+    ``FPN.forward``; ``tests/test_necks/test_fine_fpn.py`` checks the loop against
+    ``FPN.forward`` bit for bit for every ``add_extra_convs``/``upsample_cfg`` variant
+    with FINE on and ``M = 0``, and the Eq. 3 wiring with live FINE by hand.
 
     Args (besides those of the framework's ``FPN``, all passed through unchanged):
         fine_kernel_sizes (Sequence[int | None], optional): ``k`` of each top-down fusion
@@ -176,28 +160,36 @@ class FINETopDownMixin:
         """The FPN's ``Up`` of its top-down line (framework-specific)."""
         raise NotImplementedError
 
-    def fine_aligned_laterals(self, inputs: Tuple[Tensor, ...]) -> List[Tensor]:
-        """The laterals with ``F_low`` replaced by ``FINE(F_low, F_high)`` where enabled."""
-        laterals = [conv(inputs[i + self.start_level])
-                    for i, conv in enumerate(self.lateral_convs)]
-        # lateral index j <-> input level j + start_level
-        fine_at = {int(name[len('level'):]) - self.start_level: layer
-                   for name, layer in self.fine_layers.items()}
-        lowest = min(fine_at)
-        high = laterals[-1]
-        for j in range(len(laterals) - 2, lowest - 1, -1):
-            if j in fine_at:
-                laterals[j] = fine_at[j](laterals[j], high)
-            if j > lowest:
-                high = laterals[j] + self._upsample_like(high, laterals[j])
-        return laterals
+    def _outputs(self, inputs: Tuple[Tensor, ...], laterals: List[Tensor]) -> tuple:
+        """The FPN's output convs and extra levels on the merged laterals."""
+        n = len(laterals)
+        outs = [self.fpn_convs[i](laterals[i]) for i in range(n)]
+        if self.num_outs > n:
+            if not self.add_extra_convs:  # max pool on the top output (Faster R-CNN)
+                for _ in range(self.num_outs - n):
+                    outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+            else:  # extra convs (RetinaNet)
+                sources = {'on_input': lambda: inputs[self.backbone_end_level - 1],
+                           'on_lateral': lambda: laterals[-1],
+                           'on_output': lambda: outs[-1]}
+                if self.add_extra_convs not in sources:
+                    raise NotImplementedError(self.add_extra_convs)
+                outs.append(self.fpn_convs[n](sources[self.add_extra_convs]()))
+                for i in range(n + 1, self.num_outs):
+                    x = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
+                    outs.append(self.fpn_convs[i](x))
+        return tuple(outs)
 
     def forward(self, inputs: Tuple[Tensor, ...]) -> tuple:
-        fpn_forward = super(FINETopDownMixin, type(self)).forward
         if len(self.fine_layers) == 0:
-            return fpn_forward(self, inputs)
+            return super().forward(inputs)
         if len(inputs) != len(self.in_channels):
             raise ValueError(f'{type(self).__name__} expects {len(self.in_channels)} input '
                              f'levels, got {len(inputs)}')
-        laterals = self.fine_aligned_laterals(inputs)
-        return fpn_forward(_LateralOverride(self, laterals), inputs)
+        lat = [conv(inputs[i + self.start_level]) for i, conv in enumerate(self.lateral_convs)]
+        for i in range(len(lat) - 1, 0, -1):
+            key = f'level{i - 1 + self.start_level}'  # input index of the low level
+            low = self.fine_layers[key](lat[i - 1], lat[i]) if key in self.fine_layers \
+                else lat[i - 1]
+            lat[i - 1] = low + self._upsample_like(lat[i], low)
+        return self._outputs(inputs, lat)
