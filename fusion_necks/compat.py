@@ -6,13 +6,17 @@ once and :func:`apply_config_compat` on every config they load, so a user who
 imports ``fusion_necks`` in their own code keeps upstream behaviour unless they
 opt in the same way. Each fix says which upstream problem it works around.
 
-1. ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, but mmengine
-   0.10.7 loads Runner checkpoints (which pickle ``HistoryBuffer`` and numpy
-   objects) without passing ``weights_only``: ``--resume``, ``load_from`` and
-   ``tools/test.py`` fail with ``UnpicklingError`` (mmengine#1655, fixed on
-   mmengine HEAD only). :func:`patch_checkpoint_loading` re-registers mmengine's
-   local-file loader with ``weights_only=False`` (checkpoints are trusted local
-   files the user names).
+1. ``torch.load`` defaults to ``weights_only=True`` since torch 2.6, and mmengine
+   0.10.7 calls it without ``weights_only``: a checkpoint that pickles more than
+   weights (mmengine Runner checkpoints pickle ``HistoryBuffer`` and numpy objects)
+   fails with a long ``UnpicklingError``. Checkpoints written by our tools are
+   weights-only (item 8), so they load as they are. :func:`patch_checkpoint_loading`
+   keeps ``weights_only=True`` for local files and turns the failure into one message
+   that names the file and its unsafe globals; a user who trusts such a file (e.g. a
+   checkpoint written before item 8, or by upstream's tools) sets
+   ``FUSION_NECKS_TRUST_CHECKPOINTS=1`` and it is loaded with ``weights_only=False``,
+   with a warning. Loading an untrusted ``.pth`` with ``weights_only=False`` would run
+   arbitrary pickled code, so this is never the default.
 2. ``_base_ = 'mmdet::...'`` needs ``pkg_resources``, which setuptools >= 82
    removed. :func:`ensure_pkg_resources` installs a tiny importlib.metadata-based
    stand-in when it is missing (the install pins setuptools<81, so this only
@@ -83,18 +87,50 @@ TORCHVISION_FILES = {
 
 # --------------------------------------------------------------------- runtime
 
-def patch_checkpoint_loading() -> None:
-    """Load local checkpoints with ``weights_only=False`` (see module docstring, 1)."""
+TRUST_CHECKPOINTS_ENV = 'FUSION_NECKS_TRUST_CHECKPOINTS'
+
+
+class UntrustedCheckpointError(ValueError):
+    """A local checkpoint pickles more than weights and was not marked as trusted."""
+
+
+def _unsafe_globals(filename: str) -> List[str]:
+    try:
+        import torch
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(filename))
+    except Exception:  # an unreadable zip or an old format: the message says less
+        return []
+
+
+def load_local_checkpoint(filename: str, map_location=None):
+    """``torch.load`` with ``weights_only=True``; see the module docstring, 1."""
+    import pickle
+
     import torch
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} can not be found.')
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        if os.environ.get(TRUST_CHECKPOINTS_ENV) != '1':
+            unsafe = _unsafe_globals(filename)
+            raise UntrustedCheckpointError(
+                f'checkpoint {filename} pickles objects beyond weights'
+                + (f' ({", ".join(unsafe[:4])}{", ..." if len(unsafe) > 4 else ""})'
+                   if unsafe else '')
+                + '; loading it would run pickled code. Checkpoints written by our '
+                f'tools/train.py load as weights only. If you trust this file, set '
+                f'{TRUST_CHECKPOINTS_ENV}=1.') from None
+    _log(logging.WARNING, f'{TRUST_CHECKPOINTS_ENV}=1: loading {filename} with '
+         'weights_only=False (it pickles objects beyond weights)')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def patch_checkpoint_loading() -> None:
+    """mmengine's local-file loader -> :func:`load_local_checkpoint` (docstring, 1)."""
     from mmengine.runner.checkpoint import CheckpointLoader
-
-    def load_from_local(filename: str, map_location=None):
-        filename = osp.expanduser(filename)
-        if not osp.isfile(filename):
-            raise FileNotFoundError(f'checkpoint {filename} can not be found.')
-        return torch.load(filename, map_location=map_location, weights_only=False)
-
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
 
 
 class _PkgResourcesFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -81,16 +81,21 @@ def test_distributed_on_cpu_uses_gloo_bn_and_no_device_ids():
     assert compat.fix_distributed(single) == []
 
 
-def test_runner_checkpoints_load_despite_weights_only_default(tmp_path):
+def test_unsafe_checkpoints_need_an_explicit_trust(tmp_path, monkeypatch):
     from mmengine.logging.history_buffer import HistoryBuffer
     from mmengine.runner.checkpoint import CheckpointLoader
     path = str(tmp_path / 'runner.pth')
     torch.save(dict(state_dict={'w': torch.ones(2)}, message_hub=dict(log=HistoryBuffer([1.0], [1])),
                     meta=dict(seed=np.int64(3))), path)
-    # the upstream breakage this module exists for (torch >= 2.6 defaults to weights_only)
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(path)
+    safe = str(tmp_path / 'weights.pth')
+    torch.save(dict(state_dict={'w': torch.ones(2)}, meta=dict(seed=3)), safe)
     compat.patch_checkpoint_loading()
+    monkeypatch.delenv(compat.TRUST_CHECKPOINTS_ENV, raising=False)
+    assert torch.equal(CheckpointLoader.load_checkpoint(safe)['state_dict']['w'], torch.ones(2))
+    with pytest.raises(compat.UntrustedCheckpointError, match='pickles objects beyond weights .*numpy') as e:
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert compat.TRUST_CHECKPOINTS_ENV in str(e.value)
+    monkeypatch.setenv(compat.TRUST_CHECKPOINTS_ENV, '1')
     ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
     with pytest.raises(FileNotFoundError, match='can not be found'):

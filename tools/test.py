@@ -119,7 +119,11 @@ def main(argv=None):
     if args.out is not None and scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    runner.test()
+    from fusion_necks.compat import UntrustedCheckpointError
+    try:
+        runner.test()  # the checkpoint is read here
+    except UntrustedCheckpointError as e:
+        return report_user_error(e)
     return 0
 
 

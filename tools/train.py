@@ -76,12 +76,16 @@ def configure(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from fusion_necks.compat import UntrustedCheckpointError
     from fusion_necks.utils.runner import USER_ERRORS, build_runner, report_user_error
     try:
         runner, cfg, scope = build_runner(lambda: configure(args))
     except USER_ERRORS as e:
         return report_user_error(e)
-    runner.train()
+    try:
+        runner.train()  # --resume / load_from read the checkpoint here
+    except UntrustedCheckpointError as e:
+        return report_user_error(e)
     return 0
 
 

@@ -127,3 +127,19 @@ def test_segmentation_quickstart_trains_and_evaluates(tmp_path, tiny_cityscapes,
     assert re.search(r'Iter\(train\) \[2/2\]', out)
     assert re.search(r'mIoU: \d', out) and 'averageScoreCategories' in out
     assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')
+
+
+def test_test_tool_refuses_a_pickled_checkpoint_in_one_line(trained, tool):
+    """A checkpoint that pickles more than weights is not unpickled unless trusted: the
+    tool exits with one message that names the file and the opt-in."""
+    import numpy as np
+    import torch
+    ckpt = torch.load(osp.join(trained['work'], 'iter_4.pth'), weights_only=True)
+    ckpt['meta']['seed'] = np.int64(0)  # a numpy object: not weights only
+    bad = str(trained['tmp'] / 'pickled.pth')
+    torch.save(ckpt, bad)
+    proc = tool(['tools/test.py', trained['cfg'], bad, '--work-dir', str(trained['tmp'] / 't2')],
+                check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'pickles objects beyond weights' in proc.stderr
+    assert 'FUSION_NECKS_TRUST_CHECKPOINTS=1' in proc.stderr and 'Traceback' not in proc.stderr
