@@ -152,3 +152,26 @@ def test_pkg_resources_stand_in_resolves_mmdet_bases(tmp_path):
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'OK' in proc.stdout
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, 'w')``: what a crafted .pth can do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_a_crafted_pickle_is_refused_and_not_run(tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import CheckpointLoader
+    marker = tmp_path / 'pwned'
+    path = str(tmp_path / 'crafted.pth')
+    torch.save({'state_dict': {}, 'x': _Payload(str(marker))}, path)
+    assert not marker.exists()
+    compat.patch_checkpoint_loading()
+    monkeypatch.delenv(compat.TRUST_CHECKPOINTS_ENV, raising=False)
+    with pytest.raises(compat.UntrustedCheckpointError, match='builtins.open|io.open'):
+        CheckpointLoader.load_checkpoint(path)
+    assert not marker.exists()  # the payload never ran
