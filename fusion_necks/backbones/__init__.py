@@ -5,6 +5,7 @@ The mm-facing wrapper ``autofocusformer_backbone.AutoFocusFormerBackbone`` (regi
 package needs only PyTorch.
 """
 # -- AutoFocusFormer --
-from .autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer, PointFeatures
+from ..ops.point_features import PointFeatures  # re-exported: the backbone's output type
+from .autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer
 
 __all__ = ['AFF_ARCH_SETTINGS', 'AutoFocusFormer', 'PointFeatures']

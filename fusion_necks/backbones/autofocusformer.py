@@ -6,12 +6,12 @@ Colburn, Li Fuxin. "AutoFocusFormer: Image Segmentation off the Grid". CVPR 2023
 """
 import copy
 from collections.abc import Mapping
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..ops.points_to_dense import points_to_dense
+from ..ops.point_features import PointFeatures  # noqa: F401  (its home: ops)
 from ..ops.rel_pos_features import REL_POS_ORDERS
 from .aff_official_weights import convert_official_aff, is_official_state_dict, unwrap_checkpoint
 from .aff_patch_embed import AFFPatchEmbed
@@ -31,26 +31,6 @@ AFF_ARCH_SETTINGS = {
 }
 for _name in ('mini', 'tiny', 'small', 'base'):
     AFF_ARCH_SETTINGS[f'{_name}_1_5th'] = dict(AFF_ARCH_SETTINGS[_name], ds_rate=0.2)
-
-
-class PointFeatures(NamedTuple):
-    """One stage output of AutoFocusFormer.
-
-    Attributes:
-        feat: ``B x N x C`` token features (after the stage's output LayerNorm).
-        pos: ``B x N x 2`` int64 ``(x, y)`` positions on the stride-4 canvas, in the
-            stage's clustering order (``feat[:, i]`` sits at ``pos[:, i]``).
-        canvas: ``(h, w)`` of the stride-4 canvas (the same for every stage).
-        stride: nominal stride of the stage in input pixels (4, 8, 16, 32).
-    """
-    feat: Tensor
-    pos: Tensor
-    canvas: Tuple[int, int]
-    stride: int
-
-    def to_dense(self, k: int = 4, power: float = 2.0) -> Tensor:
-        """Rasterise onto the dense ``B x C x ceil(h/f) x ceil(w/f)`` grid of ``stride``."""
-        return points_to_dense(self.feat, self.pos, self.canvas, self.stride, 4, k, power)
 
 
 def _per_stage(value, num_stages: int, name: str) -> tuple:

@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from torch import Tensor
 
-from ..backbones.autofocusformer import PointFeatures
+from ..ops.point_features import PointFeatures
 from .point_pixel_decoder import PointPixelDecoder
 
 _NORMS = ('LN', 'LayerNorm')

@@ -34,7 +34,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..backbones.autofocusformer import PointFeatures
+from ..ops.point_features import PointFeatures
 from ..ops.gather import batched_index_select
 from ..ops.inverse_distance import inverse_distance_interpolate
 from ..ops.knn import knn

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from fusion_necks.backbones import aff_downsample
-from fusion_necks.backbones.autofocusformer import AutoFocusFormer, PointFeatures
+from fusion_necks.backbones.autofocusformer import AutoFocusFormer
+from fusion_necks.ops.point_features import PointFeatures
 
 
 @pytest.fixture(autouse=True, scope='module')

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fusion_necks.registry  # noqa: F401  (registers our modules)
-from fusion_necks.backbones.autofocusformer import PointFeatures
+from fusion_necks.ops.point_features import PointFeatures
 from fusion_necks.ops.inverse_distance import inverse_distance_interpolate
 from fusion_necks.pixel_decoders import PointPixelDecoder, point_sine_encoding
 from fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder import \

@@ -6,7 +6,7 @@ first), with the Mask2Former settings of mmseg's configs (256 channels, 6 encode
 8 heads, 4 points, 3 encoder levels, FFN 1024):
 
     python tools/analysis/get_flops.py \\
-        fusion_necks.pixel_decoders.measure_targets:point_pixel_decoder \\
+        fusion_necks.analysis.measure_targets:point_pixel_decoder \\
         --inputs 1,64,128,128 1,128,64,64 1,256,32,32 1,512,16,16 \\
         --kwargs '{"in_channels": [64, 128, 256, 512]}'
 
@@ -18,14 +18,14 @@ so that mmengine's jit-based counter can trace Mask2Former models too (their ``t
 mode needs data samples and ``predict`` returns data samples)::
 
     python tools/analysis/get_flops.py \
-        fusion_necks.pixel_decoders.measure_targets:segmentor_logits --inputs 1,3,512,512 \
+        fusion_necks.analysis.measure_targets:segmentor_logits --inputs 1,3,512,512 \
         --kwargs '{"config": "configs/autofocusformer/<config>.py"}'
 """
 from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
-from .point_pixel_decoder import PointPixelDecoder
+from ..pixel_decoders.point_pixel_decoder import PointPixelDecoder
 
 
 class PixelDecoderOnMaps(nn.Module):
