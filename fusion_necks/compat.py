@@ -38,14 +38,20 @@ opt in the same way. Each fix says which upstream problem it works around.
 7. Configs whose weights would be downloaded (``torchvision://``,
    ``open-mmlab://``, ``http(s)://``) cannot run offline. :func:`make_offline`
    resolves each such URI to a local file (``$FUSION_NECKS_CHECKPOINTS`` or
-   ``./checkpoints``, or torch's hub cache) and, when none exists, drops the
-   initialisation with a warning that names the key and how to pass a local path.
+   ``./checkpoints``, or torch's hub cache). When no local file exists it raises
+   :class:`MissingCheckpointError` naming the config key and the files it looked
+   for, unless the user asked for offline training (``--offline`` of our
+   train/test tools, or ``FUSION_NECKS_OFFLINE=1``): then that initialisation is
+   dropped (from scratch) with a warning. Tools that measure or visualise a model
+   (FLOPs, latency, export, pictures from a checkpoint) do not need pretrained
+   weights and always drop them.
 8. Runner checkpoints pickle mmengine ``HistoryBuffer`` and numpy objects, which
    ``torch.load(weights_only=True)`` (what the inferencers and ``init_model`` call on
    torch >= 2.6) refuses. :func:`add_weights_only_checkpoints` adds
    ``fusion_necks.engine.WeightsOnlyCheckpointHook`` to every run our tools start, so
    the checkpoints they write load there.
 """
+import copy
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -366,19 +372,30 @@ def _walk(node: Any, path: str):
             yield from _walk(v, f'{path}[{i}]')
 
 
-def make_offline(cfg) -> Dict[str, Optional[str]]:
-    """Resolve or drop pretrained weights that would be downloaded (module docstring, 5).
+OFFLINE_ENV = 'FUSION_NECKS_OFFLINE'
 
-    Returns ``{config key: local path or None (dropped)}`` for every remote URI found
-    in ``model`` (``init_cfg.checkpoint`` anywhere, and mmseg's ``model.pretrained``).
-    """
+
+class MissingCheckpointError(FileNotFoundError):
+    """A config names a remote checkpoint that has no local copy (module docstring, 7)."""
+
+
+def _expected_files(uri: str) -> List[str]:
+    name = uri.split('://', 1)[1]
+    files = [osp.basename(name)]
+    if uri.startswith(('torchvision://', 'modelzoo://')) and name in TORCHVISION_FILES:
+        files.insert(0, TORCHVISION_FILES[name])
+    return files
+
+
+def _resolve_pretrained(model) -> Tuple[Dict[str, Optional[str]], Dict[str, str]]:
+    """Replace remote checkpoints in ``model`` (in place) by local copies, dropping those
+    without one; returns ``({key: local or None}, {key: remote URI})``."""
     report: Dict[str, Optional[str]] = {}
-    model = cfg.get('model', None)
-    if model is None:
-        return report
+    remote: Dict[str, str] = {}
     for path, node in list(_walk(model, 'model')):
         if node.get('pretrained', None) and isinstance(node['pretrained'], str) \
                 and node['pretrained'].startswith(REMOTE_PREFIXES):
+            remote[f'{path}.pretrained'] = node['pretrained']
             local = local_checkpoint_for(node['pretrained'])
             report[f'{path}.pretrained'] = local
             node['pretrained'] = local
@@ -392,6 +409,7 @@ def make_offline(cfg) -> Dict[str, Optional[str]]:
                 continue
             local = local_checkpoint_for(ckpt)
             key = f'{path}.init_cfg' + (f'[{i}]' if isinstance(init, list) else '')
+            remote[key + '.checkpoint'] = ckpt
             report[key + '.checkpoint'] = local
             if local is not None:
                 ic['checkpoint'] = local
@@ -401,13 +419,46 @@ def make_offline(cfg) -> Dict[str, Optional[str]]:
                 node['init_cfg'] = None
         if isinstance(init, list) and any(x is None for x in init):
             node['init_cfg'] = [x for x in init if x is not None] or None
+    return report, remote
+
+
+def make_offline(cfg, offline: Optional[bool] = None) -> Dict[str, Optional[str]]:
+    """Resolve remote pretrained weights to local files (module docstring, 7).
+
+    Args:
+        cfg: the config; changed in place.
+        offline: drop what has no local copy (from scratch, with a warning) instead of
+            raising :class:`MissingCheckpointError`. Default: ``$FUSION_NECKS_OFFLINE``
+            is ``'1'``.
+
+    Returns ``{config key: local path or None (dropped)}`` for every remote URI found
+    in ``model`` (``init_cfg.checkpoint`` anywhere, and mmseg's ``model.pretrained``).
+    """
+    if offline is None:
+        offline = os.environ.get(OFFLINE_ENV) == '1'
+    model = cfg.get('model', None)
+    if model is None:
+        return {}
+    # an error leaves the config untouched: find what is missing on a copy first
+    report, remote = _resolve_pretrained(copy.deepcopy(model) if not offline else model)
+    missing = [k for k, local in report.items() if local is None]
+    if missing and not offline:
+        k = missing[0]
+        raise MissingCheckpointError(
+            f'{k} = {remote[k]!r} has no local copy (looked for '
+            f'{" or ".join(_expected_files(remote[k]))} in {", ".join(checkpoint_dirs())}); '
+            f'nothing is downloaded. Put the file there, pass --cfg-options {k}=/path/to/'
+            f'weights.pth, or train from scratch with --offline (or {OFFLINE_ENV}=1)'
+            + (f'; {len(missing) - 1} more key(s) like it' if len(missing) > 1 else ''))
+    if not offline:
+        report, remote = _resolve_pretrained(model)
     for key, local in report.items():
         if local is None:
-            _log(logging.WARNING, 
-                f'{key} names a remote checkpoint that is not available offline: '
-                'initialising from scratch. To use pretrained weights, put the file in '
-                './checkpoints (or $FUSION_NECKS_CHECKPOINTS) or pass '
-                f'--cfg-options {key}=/path/to/weights.pth')
+            _log(logging.WARNING,
+                 f'{key} names a remote checkpoint that is not available offline: '
+                 'initialising from scratch (offline mode). To use pretrained weights, put '
+                 'the file in ./checkpoints (or $FUSION_NECKS_CHECKPOINTS) or pass '
+                 f'--cfg-options {key}=/path/to/weights.pth')
         else:
             _log(logging.INFO, f'{key}: using local checkpoint {local}')
     return report
@@ -425,8 +476,12 @@ def add_weights_only_checkpoints(cfg) -> bool:
     return True
 
 
-def apply_config_compat(cfg, amp: bool = False) -> Dict[str, Any]:
-    """Apply every config-level fix; returns what was changed (for logging and tests)."""
+def apply_config_compat(cfg, amp: bool = False, offline: Optional[bool] = None) -> Dict[str, Any]:
+    """Apply every config-level fix; returns what was changed (for logging and tests).
+
+    ``offline``: see :func:`make_offline` (True for tools that only measure or
+    visualise a model, whose pretrained weights do not matter).
+    """
     return dict(persistent_workers=fix_dataloaders(cfg), amp=resolve_amp(cfg, amp),
-                distributed=fix_distributed(cfg), pretrained=make_offline(cfg),
+                distributed=fix_distributed(cfg), pretrained=make_offline(cfg, offline),
                 weights_only_checkpoints=add_weights_only_checkpoints(cfg))

@@ -17,7 +17,7 @@ def _cfg(**kw):
     return Config(dict(**kw))
 
 
-def test_make_offline_drops_remote_weights_without_local_copy(monkeypatch, tmp_path):
+def test_missing_pretrained_is_an_error_unless_offline(monkeypatch, tmp_path):
     monkeypatch.setenv('FUSION_NECKS_CHECKPOINTS', str(tmp_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(compat, 'checkpoint_dirs', lambda: [str(tmp_path)])
@@ -26,7 +26,13 @@ def test_make_offline_drops_remote_weights_without_local_copy(monkeypatch, tmp_p
         backbone=dict(type='ResNet', init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
         neck=dict(type='FPN', init_cfg=[dict(type='Xavier', layer='Conv2d'),
                                         dict(type='Pretrained', checkpoint='https://x.org/fpn.pth')])))
-    report = compat.make_offline(cfg)
+    with pytest.raises(compat.MissingCheckpointError) as e:
+        compat.make_offline(cfg, offline=False)
+    msg = str(e.value)
+    assert "model.pretrained = 'open-mmlab://resnet50_v1c' has no local copy" in msg
+    assert 'resnet50_v1c' in msg and '--offline' in msg and '2 more key(s)' in msg
+    assert cfg.model.pretrained == 'open-mmlab://resnet50_v1c'  # untouched by the error
+    report = compat.make_offline(cfg, offline=True)
     assert report == {'model.pretrained': None,
                       'model.backbone.init_cfg.checkpoint': None,
                       'model.neck.init_cfg[1].checkpoint': None}

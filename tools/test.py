@@ -30,6 +30,10 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='directory (under work_dir/timestamp) where '
                         'painted images are saved')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--offline', action='store_true',
+                        help='initialise from scratch where a pretrained checkpoint named by '
+                        'the config has no local copy (default: that is an error); also '
+                        'FUSION_NECKS_OFFLINE=1')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, xxx=yyy format')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -87,7 +91,7 @@ def configure(args):
     scope = detect_scope(cfg)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
-    apply_config_compat(cfg)
+    apply_config_compat(cfg, offline=args.offline or None)
     if not os.path.isfile(args.checkpoint):
         raise ConfigError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint

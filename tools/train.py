@@ -30,6 +30,10 @@ def parse_args(argv=None):
                         'checkpoint in the work_dir')
     parser.add_argument('--no-validate', action='store_true',
                         help='do not evaluate checkpoints during training')
+    parser.add_argument('--offline', action='store_true',
+                        help='initialise from scratch where a pretrained checkpoint named by '
+                        'the config has no local copy (default: that is an error); also '
+                        'FUSION_NECKS_OFFLINE=1')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, xxx=yyy format')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -51,7 +55,7 @@ def configure(args):
     scope = detect_scope(cfg)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
-    apply_config_compat(cfg, amp=args.amp)
+    apply_config_compat(cfg, amp=args.amp, offline=args.offline or None)
 
     if args.auto_scale_lr:
         if cfg.get('auto_scale_lr', None) and 'base_batch_size' in cfg.auto_scale_lr:

@@ -93,6 +93,6 @@ def segmentor_logits(config: str, cfg_options: Optional[dict] = None) -> Segment
     from ..compat import apply_config_compat
     from ..utils.config import build_model, load_config
     cfg = load_config(config, cfg_options)
-    apply_config_compat(cfg)
+    apply_config_compat(cfg, offline=True)  # measured at random init
     model = build_model(cfg, 'mmseg')
     return SegmentorLogits(revert_sync_batchnorm(model).eval())

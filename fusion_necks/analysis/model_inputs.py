@@ -109,7 +109,7 @@ def from_config(cfg, shape: Tuple[int, int], batch: int = 1, part: str = 'model'
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     scope = detect_scope(cfg)
-    apply_config_compat(cfg)
+    apply_config_compat(cfg, offline=True)  # measured at random init
     model = build_model(cfg, scope)
     model = revert_sync_batchnorm(model).to(device).eval()
     h, w = shape

@@ -2,13 +2,14 @@
 import sys
 from typing import Callable, Tuple
 
-from ..compat import UntrustedCheckpointError
+from ..compat import MissingCheckpointError, UntrustedCheckpointError
 from .config import ConfigError, friendly_registry_errors, init_scope
 from .data_check import DataNotFoundError
 from .env_check import EnvironmentProblem, check_mmcv_ops
 
 # Errors that mean "the user must change something": printed as one message, no traceback.
-USER_ERRORS = (ConfigError, DataNotFoundError, EnvironmentProblem, UntrustedCheckpointError)
+USER_ERRORS = (ConfigError, DataNotFoundError, EnvironmentProblem, MissingCheckpointError,
+               UntrustedCheckpointError)
 
 
 def build_runner(configure: Callable[[], Tuple[object, str]]):

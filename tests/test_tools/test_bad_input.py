@@ -112,3 +112,26 @@ def test_demo_unknown_neck_lists_available(tool):
     proc = tool(['tools/demo.py', '--neck', 'nosuchneck'], check=False)
     assert proc.returncode != 0
     assert "no quickstart config for neck 'nosuchneck'" in proc.stderr and 'fpn' in proc.stderr
+
+
+def test_missing_pretrained_checkpoint_is_an_error_unless_offline(repo_root, tmp_path):
+    """configs/fpn/retinanet_r18_fpn_1x_coco.py names torchvision://resnet18; without a local
+    copy, training stops before it starts with the key, the file and the opt-in."""
+    import os
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=repo_root, PYTHONWARNINGS='ignore',
+               FUSION_NECKS_CHECKPOINTS=str(tmp_path), TORCH_HOME=str(tmp_path / 'hub'))
+    env.pop('FUSION_NECKS_OFFLINE', None)
+    cmd = [sys.executable, 'tools/train.py', 'configs/fpn/retinanet_r18_fpn_1x_coco.py',
+           '--work-dir', str(tmp_path / 'w')]
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    err = proc.stderr
+    assert "model.backbone.init_cfg.checkpoint = 'torchvision://resnet18' has no local copy" in err
+    assert 'resnet18-f37072fd.pth' in err and '--offline' in err and 'Traceback' not in err
+    # --offline gets past that point (and stops at the missing COCO data instead)
+    proc = subprocess.run(cmd + ['--offline'], cwd=repo_root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and 'has no local copy' not in proc.stderr
+    assert 'cocodataset.org' in proc.stderr, proc.stderr[-2000:]

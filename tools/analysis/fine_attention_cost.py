@@ -116,7 +116,7 @@ def main(argv=None):
 
     def load(path):
         cfg = load_config(path)
-        apply_config_compat(cfg)
+        apply_config_compat(cfg, offline=True)
         return cfg
 
     # the whole model of the main config gives the FINE inputs; the ablations need

@@ -95,7 +95,7 @@ def build(config: str, checkpoint: str, device: str = 'cpu', cfg_options=None):
     from fusion_necks.utils.config import build_model, detect_scope, load_config
     cfg = load_config(config, cfg_options)
     scope = detect_scope(cfg)
-    apply_config_compat(cfg)  # no download of pretrained weights: the checkpoint has them
+    apply_config_compat(cfg, offline=True)  # the checkpoint has the weights
     if scope == 'mmseg' and cfg.model.get('test_cfg', {}).get('mode', 'whole') != 'whole':
         # sliding-window inference would only keep the maps of the last window
         cfg.model.test_cfg = dict(mode='whole')
