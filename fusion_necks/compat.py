@@ -242,13 +242,34 @@ def patch_cpu_distributed() -> bool:
     return True
 
 
-def apply_runtime_patches() -> None:
-    """Everything our tools need before loading a config; idempotent."""
+_LOGGED_PATCHES: set = set()
+
+
+def apply_runtime_patches() -> List[str]:
+    """Everything our tools need before loading a config; idempotent.
+
+    Each patch that changes something is logged once per process (one line each) and
+    returned by name.
+    """
     silence_known_warnings()
-    ensure_pkg_resources()
+    applied = {}
+    if ensure_pkg_resources():
+        applied['pkg_resources'] = ('pkg_resources is missing (setuptools >= 82): a stand-in '
+                                    "resolves the mmdet::/mmseg:: base configs (compat 2)")
     patch_checkpoint_loading()
-    restore_numpy_aliases()
-    patch_cpu_distributed()
+    applied['checkpoint_loading'] = (
+        'local checkpoints load with torch.load(weights_only=True); one that pickles more is '
+        f'refused unless {TRUST_CHECKPOINTS_ENV}=1 (compat 1)')
+    if restore_numpy_aliases():
+        applied['numpy_in1d'] = 'numpy >= 2.4 has no np.in1d: aliased to np.isin (compat 6)'
+    if patch_cpu_distributed():
+        applied['cpu_distributed'] = ("no CUDA: mmengine's pytorch launcher initialises gloo "
+                                      'without selecting a GPU (compat 5)')
+    for name, msg in applied.items():
+        if name not in _LOGGED_PATCHES:
+            _LOGGED_PATCHES.add(name)
+            _log(logging.INFO, f'compat: {msg}')
+    return list(applied)
 
 
 # --------------------------------------------------------------------- configs

@@ -181,3 +181,13 @@ def test_a_crafted_pickle_is_refused_and_not_run(tmp_path, monkeypatch):
     with pytest.raises(compat.UntrustedCheckpointError, match='builtins.open|io.open'):
         CheckpointLoader.load_checkpoint(path)
     assert not marker.exists()  # the payload never ran
+
+
+def test_runtime_patches_are_logged_once_each(monkeypatch):
+    lines = []
+    monkeypatch.setattr(compat, '_log', lambda level, msg: lines.append(msg))
+    monkeypatch.setattr(compat, '_LOGGED_PATCHES', set())
+    applied = compat.apply_runtime_patches()
+    assert 'checkpoint_loading' in applied
+    assert len(lines) == len(applied) and all(m.startswith('compat: ') for m in lines)
+    assert compat.apply_runtime_patches() == applied and len(lines) == len(applied)
