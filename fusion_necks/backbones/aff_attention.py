@@ -35,6 +35,8 @@ class AFFNeighbourhoodAttention(nn.Module):
         blank_token: learnable blank key/value.
         proj_drop: dropout after the output projection.
         max_elements: chunk bound of :func:`~fusion_necks.ops.nbhd_attention`.
+        mask_value: how padded neighbour slots are masked: None excludes them exactly,
+            ``-100.0`` adds -100 to their logits as the official code.
 
     Shapes:
         ``x: B x N x C``, ``nbr_idx: B x N x M`` int64, ``rel: B' x N x M x F`` (``B'`` is
@@ -43,7 +45,8 @@ class AFFNeighbourhoodAttention(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, rel_pos_dim: int = 5, blank_token: bool = True,
-                 proj_drop: float = 0.0, max_elements: int = 1 << 22) -> None:
+                 proj_drop: float = 0.0, max_elements: int = 1 << 22,
+                 mask_value: Optional[float] = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
@@ -52,6 +55,7 @@ class AFFNeighbourhoodAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
         self.max_elements = max_elements
+        self.mask_value = mask_value
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.rel_pos_bias = nn.Linear(rel_pos_dim, num_heads)
@@ -80,7 +84,7 @@ class AFFNeighbourhoodAttention(nn.Module):
         blank_k = None if self.blank_k is None else self.blank_k.view(h, d)
         blank_v = None if self.blank_v is None else self.blank_v.view(h, d)
         out = nbhd_attention(q, k, v, nbr_idx, bias, nbr_mask, blank_k, blank_v,
-                             max_elements=self.max_elements)
+                             max_elements=self.max_elements, mask_value=self.mask_value)
         return self.proj_drop(self.proj(out.reshape(b, n, c)))
 
     def extra_repr(self) -> str:

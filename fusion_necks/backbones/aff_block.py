@@ -61,6 +61,8 @@ class AFFBlock(nn.Module):
         layer_scale: initial value of the per-channel ``gamma1``/``gamma2`` (NAT-style
             layer scale); 0 disables them (Mini/Tiny), 1e-5 for Small/Base.
         max_elements: chunk bound of the attention op.
+        mask_value: None (padded slots excluded exactly) or the official additive
+            ``-100.0`` (see :func:`~fusion_necks.ops.nbhd_attention`).
 
     Shapes: ``x: B x N x C`` plus the neighbourhood tensors of
     :class:`AFFNeighbourhoodAttention` -> ``B x N x C``.
@@ -68,11 +70,12 @@ class AFFBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 3.0, rel_pos_dim: int = 5,
                  blank_token: bool = True, drop: float = 0.0, drop_path: float = 0.0,
-                 layer_scale: float = 0.0, max_elements: int = 1 << 22) -> None:
+                 layer_scale: float = 0.0, max_elements: int = 1 << 22,
+                 mask_value: Optional[float] = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = AFFNeighbourhoodAttention(dim, num_heads, rel_pos_dim, blank_token, drop,
-                                              max_elements)
+                                              max_elements, mask_value)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = AFFMlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..ops.gather import batched_index_select
 from ..ops.knn import knn
+from ..ops.space_filling_cluster import CLUSTER_RULES
 from ..ops.weighted_aggregation import weighted_neighbour_sum
 
 
@@ -19,7 +20,7 @@ class DownsampleResult(NamedTuple):
         pos: ``B x N' x 2`` int64 positions of the merging centres (a subset of the input
             positions, so still integer points of the stride-4 canvas).
         kept_idx: ``B x N'`` int64 indices of the centres among the input tokens
-            (ascending).
+            (ascending; in the official order with ``rules='official'``).
         score: ``B x N`` importance scores ``s = sigmoid(I(f))`` of the input tokens.
     """
     feat: Tensor
@@ -52,12 +53,15 @@ class AFFAdaptiveDownsample(nn.Module):
        The LayerNorm before ``U`` is not in Eq. 4 but is in the official code (and in its
        parameter count of 6.75M for Mini).
 
-    Selection is the paper's formulation (reserved tokens have prior ``+inf`` inside one
-    top-k); the official code takes the top ``keep - reserve_num`` non-reserved tokens
-    and appends the reserved ones, which is the same set whenever
-    ``keep >= reserve_num``. Centres are returned in ascending input order (the next
-    stage re-sorts them along its own curve anyway). Keep and reserve counts depend
-    only on ``N`` and the canvas, so every image of a batch keeps the same number.
+    Selection (``rules='exact'``, default) is the paper's formulation (reserved tokens
+    have prior ``+inf`` inside one top-k), and the centres are returned in ascending
+    input order. ``rules='official'`` is the official code: the reserved tokens get
+    ``-100`` added, the top ``keep - reserve_num`` others are taken by an unsorted
+    ``topk`` and the reserved ones (ascending) are appended, in that order; the grid
+    prior's adaptive stride is computed in fp32 as there. Both select the same set
+    whenever ``keep >= reserve_num``; the order matters because the next stage's
+    clustering breaks its ties by input order. Keep and reserve counts depend only on
+    ``N`` and the canvas, so every image of a batch keeps the same number.
 
     Args:
         dim: input channels ``C``.
@@ -69,16 +73,21 @@ class AFFAdaptiveDownsample(nn.Module):
         rel_pos_dim: relative-position features of the weight net (5 or 2).
         weight_channels: ``C_mid`` of the weight net (4 in the paper).
         max_elements: chunk bound of the neighbourhood aggregation.
+        rules: ``'exact'`` or ``'official'`` selection order (see above).
     """
 
     def __init__(self, dim: int, out_dim: int, ds_rate: float = 0.25, alpha: float = 4.0,
                  grid_prior: bool = True, reserve: bool = True, rel_pos_dim: int = 5,
-                 weight_channels: int = 4, max_elements: int = 1 << 22) -> None:
+                 weight_channels: int = 4, max_elements: int = 1 << 22,
+                 rules: str = 'exact') -> None:
         super().__init__()
         if not 0.0 < ds_rate <= 1.0:
             raise ValueError(f'ds_rate must be in (0, 1], got {ds_rate}')
         if alpha < 0:
             raise ValueError(f'alpha must be >= 0, got {alpha}')
+        if rules not in CLUSTER_RULES:
+            raise ValueError(f'rules must be one of {CLUSTER_RULES}, got {rules!r}')
+        self.rules = rules
         self.dim = dim
         self.out_dim = out_dim
         self.ds_rate = ds_rate
@@ -116,8 +125,38 @@ class AFFAdaptiveDownsample(nn.Module):
         return (pos[..., 0] % (2 * stride) == 0) & (pos[..., 1] % (2 * stride) == 0)
 
     @torch.no_grad()
+    def select_official(self, pos: Tensor, score: Tensor, stride: int, on_grid: bool) -> Tensor:
+        """Indices ``B x N'`` of the merging centres in the official code's order."""
+        b, n = score.shape
+        keep = self.num_kept(n)
+        if not self.grid_prior:
+            grid = score.new_zeros(b, n, dtype=torch.float32)
+        elif on_grid:
+            grid = ((pos % 2).sum(-1) == 0).float()
+        else:
+            dist = knn(pos, pos, 2, ties='lowest_index')[0][..., 1]
+            ada = 2 ** (dist.log2().ceil() + 1)
+            grid = ((pos.long() % ada.unsqueeze(2).long()).sum(-1) == 0).float()
+        final = grid + score.detach().float() * self.alpha
+        if not self.reserve:
+            return final.topk(keep, dim=1, sorted=False)[1]
+        reserved = self.reserved_mask(pos, stride)
+        counts = reserved.sum(1)
+        num_reserved = int(counts[0])
+        if bool((counts != num_reserved).any()) or num_reserved > keep:
+            raise ValueError(f'rules="official" needs the same number of reserved tokens in '
+                             f'every image, at most keep={keep}; got {counts.tolist()}')
+        final = final + reserved.float() * -100
+        sampled = final.topk(keep - num_reserved, dim=1, sorted=False)[1]
+        kept_reserved = reserved.nonzero(as_tuple=True)[1].view(b, num_reserved)
+        return torch.cat([sampled, kept_reserved], 1)
+
+    @torch.no_grad()
     def select(self, pos: Tensor, score: Tensor, stride: int, on_grid: bool) -> Tensor:
-        """Indices ``B x N'`` (ascending) of the merging centres."""
+        """Indices ``B x N'`` of the merging centres (ascending; official order with
+        ``rules='official'``)."""
+        if self.rules == 'official':
+            return self.select_official(pos, score, stride, on_grid)
         keep = self.num_kept(pos.shape[1])
         priority = self.alpha * score.detach().float()
         if self.grid_prior:

@@ -29,6 +29,7 @@ official                                           fusion-necks
 Prefixes ``module.`` (DDP) and ``backbone.`` (Detectron2 ``.pkl`` / mm checkpoints) are
 stripped; keys outside the backbone (a segmentation head) are returned as unused.
 """
+import math
 import re
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Tuple
@@ -129,3 +130,96 @@ def convert_official_aff(
         else:
             unused.append(key)
     return converted, unused
+
+
+def _official_shapes(arch_cfg: Mapping, num_classes: int, seg: bool) -> Dict[str, tuple]:
+    dims, depths, heads = arch_cfg['embed_dims'], arch_cfg['depths'], arch_cfg['num_heads']
+    ratio, layer_scale = arch_cfg['mlp_ratio'], arch_cfg['layer_scale']
+    half = dims[0] // 2
+    shapes = {
+        'patch_embed.proj1.weight': (half, 3, 3, 3), 'patch_embed.proj1.bias': (half, ),
+        'patch_embed.bn.weight': (half, ), 'patch_embed.bn.bias': (half, ),
+        'patch_embed.bn.running_mean': (half, ), 'patch_embed.bn.running_var': (half, ),
+        'patch_embed.proj2.weight': (dims[0], half, 3, 3), 'patch_embed.proj2.bias': (dims[0], ),
+        'patch_embed.norm.weight': (dims[0], ), 'patch_embed.norm.bias': (dims[0], ),
+    }
+    for i, (c, depth, h) in enumerate(zip(dims, depths, heads)):
+        hidden = int(c * ratio)
+        for j in range(depth):
+            p = f'layers.{i}.blocks.{j}.'
+            shapes.update({
+                p + 'norm1.weight': (c, ), p + 'norm1.bias': (c, ),
+                p + 'attn.q.weight': (c, c), p + 'attn.q.bias': (c, ),
+                p + 'attn.kv.weight': (2 * c, c), p + 'attn.kv.bias': (2 * c, ),
+                p + 'attn.blank_k': (c, ), p + 'attn.blank_v': (c, ),
+                p + 'attn.pos_embed.weight': (h, 5), p + 'attn.pos_embed.bias': (h, ),
+                p + 'attn.proj.weight': (c, c), p + 'attn.proj.bias': (c, ),
+                p + 'norm2.weight': (c, ), p + 'norm2.bias': (c, ),
+                p + 'mlp.fc1.weight': (hidden, c), p + 'mlp.fc1.bias': (hidden, ),
+                p + 'mlp.fc2.weight': (c, hidden), p + 'mlp.fc2.bias': (c, ),
+            })
+            if layer_scale > 0:
+                shapes.update({p + 'gamma1': (c, ), p + 'gamma2': (c, )})
+        if i < len(dims) - 1:
+            p = f'layers.{i}.'
+            shapes.update({
+                p + 'prob_net.weight': (1, c), p + 'prob_net.bias': (1, ),
+                p + 'downsample.weight_net.0.weight': (4, 5),
+                p + 'downsample.weight_net.0.bias': (4, ),
+                p + 'downsample.weight_net.1.weight': (4, ),
+                p + 'downsample.weight_net.1.bias': (4, ),
+                p + 'downsample.norm.weight': (4 * c, ), p + 'downsample.norm.bias': (4 * c, ),
+                p + 'downsample.linear.weight': (dims[i + 1], 4 * c),
+                p + 'downsample.linear.bias': (dims[i + 1], ),
+            })
+        if seg:
+            shapes.update({f'norm{i}.weight': (c, ), f'norm{i}.bias': (c, )})
+    if num_classes:
+        shapes.update({'norm.weight': (dims[-1], ), 'norm.bias': (dims[-1], ),
+                       'head.weight': (num_classes, dims[-1]), 'head.bias': (num_classes, )})
+    return shapes
+
+
+def random_official_aff_state_dict(arch: str = 'mini', num_classes: int = 1000,
+                                   seg: bool = False, seed: int = 0) -> Dict[str, Tensor]:
+    """A state dict with the official names and shapes, filled with random values.
+
+    Stands in for an official checkpoint where none can be downloaded (tests, the
+    fidelity demo of ``tools/analysis/aff_official_top5.py``). Values keep activations
+    of order one through the network: weights ``N(0, 1/fan_in)``, norm scales
+    ``1 + 0.1 N(0, 1)``, biases and norm shifts ``0.1 N(0, 1)``, blank tokens ``N(0, 1)``
+    (the official init), layer scales ``0.1 + 0.05 N(0, 1)``.
+
+    Args:
+        arch: a key of :data:`~fusion_necks.backbones.autofocusformer.AFF_ARCH_SETTINGS`.
+        num_classes: > 0 adds the classifier's ``norm`` and ``head``.
+        seg: the segmentation backbone's layout (``norm0..3`` and a ``backbone.``
+            prefix) instead of the classifier's.
+        seed: random seed.
+    """
+    from .autofocusformer import AFF_ARCH_SETTINGS  # the presets live with the model
+    if arch not in AFF_ARCH_SETTINGS:
+        raise ValueError(f'arch must be one of {sorted(AFF_ARCH_SETTINGS)}, got {arch!r}')
+    g = torch.Generator().manual_seed(seed)
+    state: Dict[str, Tensor] = OrderedDict()
+    for name, shape in _official_shapes(AFF_ARCH_SETTINGS[arch], num_classes, seg).items():
+        z = torch.randn(shape, generator=g)
+        leaf = name.rsplit('.', 1)[-1]
+        is_norm = re.search(r'(norm\d?|norm[12]|bn|weight_net\.1)\.weight$', name) is not None
+        if leaf in ('blank_k', 'blank_v'):
+            value = z
+        elif leaf in ('gamma1', 'gamma2'):
+            value = 0.1 + 0.05 * z
+        elif name.endswith('running_var'):
+            value = 1.0 + 0.1 * z.abs()
+        elif leaf in ('bias', 'running_mean'):
+            value = 0.1 * z
+        elif is_norm:
+            value = 1.0 + 0.1 * z
+        else:
+            value = z / math.sqrt(max(1, z[0].numel()))
+        state[name] = value
+    state['patch_embed.bn.num_batches_tracked'] = torch.tensor(0)
+    if seg:
+        state = OrderedDict(('backbone.' + k, v) for k, v in state.items())
+    return state

@@ -9,7 +9,7 @@ from torch.utils.checkpoint import checkpoint
 from ..ops.gather import batched_index_select
 from ..ops.knn import knn
 from ..ops.rel_pos_features import expanded_rel_pos, rel_pos_dim
-from ..ops.space_filling_cluster import space_filling_cluster
+from ..ops.space_filling_cluster import CLUSTER_RULES, space_filling_cluster
 from .aff_block import AFFBlock
 from .aff_downsample import AFFAdaptiveDownsample, DownsampleResult
 
@@ -77,6 +77,14 @@ class AFFStage(nn.Module):
         max_elements: chunk bound of the point ops.
         with_cp: activation checkpointing of every block during training (recomputes the
             block in the backward pass; saves memory at large inputs).
+        rules: ``'exact'`` (default: deterministic, batch-invariant) or ``'official'``:
+            the official code's four rules, so that its checkpoints give its outputs:
+            clustering order from its fp32 sort key
+            (:func:`~fusion_necks.ops.space_filling_cluster`), kNN ties to the lowest
+            cluster index (:func:`~fusion_necks.ops.knn`), padded slots masked by an
+            additive ``-100`` (:func:`~fusion_necks.ops.nbhd_attention`) and the
+            merging centres in its ``[topk..., reserved...]`` order
+            (:class:`AFFAdaptiveDownsample`).
     """
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, cluster_size: int,
@@ -84,8 +92,14 @@ class AFFStage(nn.Module):
                  blank_token: bool = True, expanded_rel_pos: bool = True,
                  rel_pos_order: str = 'paper', drop: float = 0.0,
                  downsample: Optional[dict] = None, max_elements: int = 1 << 22,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False, rules: str = 'exact') -> None:
         super().__init__()
+        if rules not in CLUSTER_RULES:
+            raise ValueError(f'rules must be one of {CLUSTER_RULES}, got {rules!r}')
+        self.rules = rules
+        official = rules == 'official'
+        self.knn_ties = 'lowest_index' if official else 'topk'
+        mask_value = -100.0 if official else None
         if cluster_size < 1:
             raise ValueError(f'cluster_size must be >= 1, got {cluster_size}')
         if nbhd_size < cluster_size:
@@ -100,11 +114,12 @@ class AFFStage(nn.Module):
         self.rel_pos_order = rel_pos_order
         f = rel_pos_dim(expanded_rel_pos)
         self.blocks = nn.ModuleList([
-            AFFBlock(dim, num_heads, mlp_ratio, f, blank_token, drop, drop_path[i], layer_scale,
-                     max_elements) for i in range(depth)
+            AFFBlock(dim, num_heads, mlp_ratio, rel_pos_dim=f, blank_token=blank_token,
+                     drop=drop, drop_path=drop_path[i], layer_scale=layer_scale,
+                     max_elements=max_elements, mask_value=mask_value) for i in range(depth)
         ])
         self.downsample = None if downsample is None else AFFAdaptiveDownsample(
-            dim, rel_pos_dim=f, max_elements=max_elements, **downsample)
+            dim, rel_pos_dim=f, max_elements=max_elements, rules=rules, **downsample)
         self._grid_cache: Dict[tuple, Neighbourhoods] = {}
 
     def num_neighbour_clusters(self, num_tokens: int) -> int:
@@ -123,10 +138,10 @@ class AFFStage(nn.Module):
             rel = self._rel(pos.unsqueeze(1) - pos.unsqueeze(2))
             return Neighbourhoods(None, pos, idx, None, rel)
         m = self.cluster_size
-        cl = space_filling_cluster(pos, m, canvas_hw)
+        cl = space_filling_cluster(pos, m, canvas_hw, self.rules)
         pos = batched_index_select(pos, cl.order)
         nnc = self.num_neighbour_clusters(n)
-        _, near = knn(pos, cl.cluster_mean_pos, nnc)  # B x N x nnc
+        _, near = knn(pos, cl.cluster_mean_pos, nnc, ties=self.knn_ties)  # B x N x nnc
         idx = (near.unsqueeze(-1) * m + torch.arange(m, device=pos.device)).flatten(2)
         valid = idx < n
         mask = None
@@ -141,7 +156,7 @@ class AFFStage(nn.Module):
         if not on_grid:
             return self.build_neighbourhoods(pos, canvas_hw)
         key = (int(canvas_hw[0]), int(canvas_hw[1]), pos.device, self.cluster_size,
-               self.nbhd_size, self.expanded_rel_pos, self.rel_pos_order)
+               self.nbhd_size, self.expanded_rel_pos, self.rel_pos_order, self.rules)
         nb = self._grid_cache.get(key)
         if nb is None:
             if len(self._grid_cache) >= 4:
@@ -177,4 +192,5 @@ class AFFStage(nn.Module):
         return StageResult(feat, pos, down)
 
     def extra_repr(self) -> str:
-        return f'dim={self.dim}, cluster_size={self.cluster_size}, nbhd_size={self.nbhd_size}'
+        return (f'dim={self.dim}, cluster_size={self.cluster_size}, nbhd_size={self.nbhd_size}, '
+                f'rules={self.rules!r}')

@@ -90,6 +90,15 @@ class AutoFocusFormer(nn.Module):
         num_classes: > 0 adds the classification head.
         max_elements: memory bound (elements per chunk) of the point ops.
         with_cp: activation checkpointing of the blocks (training memory for speed).
+        rules: ``'exact'`` (default) or ``'official'``: how four discrete choices are
+            made (token order of the clustering, kNN ties, masking of padded slots,
+            order of the merged tokens). ``'exact'`` is deterministic and
+            batch-invariant (an image's output does not depend on the other images of
+            its batch); ``'official'`` follows the official code operation for
+            operation, so that its converted checkpoints give its outputs (including
+            its batch dependence through the clustering's batch-wide sort key). See
+            :class:`~fusion_necks.backbones.aff_stage.AFFStage` and
+            ``docs/autofocusformer.md``.
 
     Official checkpoints (apple/ml-autofocusformer, ``{'model': ...}``, or the
     ``backbone.*`` tensors of apple/ml-autofocusformer-segmentation) can be passed to
@@ -125,7 +134,8 @@ class AutoFocusFormer(nn.Module):
                  dense_power: float = 2.0,
                  num_classes: int = 0,
                  max_elements: int = 1 << 22,
-                 with_cp: bool = False) -> None:
+                 with_cp: bool = False,
+                 rules: str = 'exact') -> None:
         super().__init__()
         if arch not in AFF_ARCH_SETTINGS:
             raise ValueError(f'arch must be one of {sorted(AFF_ARCH_SETTINGS)}, got {arch!r}')
@@ -176,10 +186,23 @@ class AutoFocusFormer(nn.Module):
                 down = dict(out_dim=embed_dims[i + 1], ds_rate=ds_rate, alpha=alpha,
                             grid_prior=grid_prior, reserve=reserve_tokens)
             self.stages.append(
-                AFFStage(embed_dims[i], depths[i], num_heads[i], mlp_ratio, cluster_size,
-                         nbhd_size[i], dpr[sum(depths[:i]):sum(depths[:i + 1])], layer_scale,
-                         blank_token, expanded_rel_pos, rel_pos_order, drop_rate, down,
-                         max_elements, with_cp))
+                AFFStage(
+                    dim=embed_dims[i],
+                    depth=depths[i],
+                    num_heads=num_heads[i],
+                    mlp_ratio=mlp_ratio,
+                    cluster_size=cluster_size,
+                    nbhd_size=nbhd_size[i],
+                    drop_path=dpr[sum(depths[:i]):sum(depths[:i + 1])],
+                    layer_scale=layer_scale,
+                    blank_token=blank_token,
+                    expanded_rel_pos=expanded_rel_pos,
+                    rel_pos_order=rel_pos_order,
+                    drop=drop_rate,
+                    downsample=down,
+                    max_elements=max_elements,
+                    with_cp=with_cp,
+                    rules=rules))
         self.out_norms = nn.ModuleDict({
             str(i): (nn.LayerNorm(embed_dims[i]) if out_norm else nn.Identity())
             for i in out_indices
@@ -188,6 +211,7 @@ class AutoFocusFormer(nn.Module):
             self.norm = nn.LayerNorm(embed_dims[-1])
             self.head = nn.Linear(embed_dims[-1], num_classes)
         self.rel_pos_order = rel_pos_order
+        self.rules = rules
         self.reset_parameters()
         self.register_load_state_dict_pre_hook(AutoFocusFormer._convert_official_on_load)
 

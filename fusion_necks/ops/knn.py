@@ -12,6 +12,12 @@ materialises the ``chunk x Nd x D`` difference tensor, and a chunk holds at most
 in cache when ``topk`` reads it. Both give the same fp32 numbers as the summed
 broadcast difference (the same two products added in the same order), hence the same
 neighbours.
+
+Ties (``ties=``): ``'topk'`` (default) returns whichever equidistant candidates
+``torch.topk`` picks; ``'lowest_index'`` is the official code's KeOps ``argKmin`` rule:
+candidates are compared on the fp32 Euclidean distance (after the square root, as the
+KeOps formula ``sum((q - d)^2) ** 0.5``), and among equal distances the lower database
+index comes first, so the result is ordered by ``(distance, index)``.
 """
 from typing import Optional, Tuple
 
@@ -22,6 +28,27 @@ from torch import Tensor
 KNN_MAX_ELEMENTS = 1 << 24
 #: Distances per chunk for speed (cache-sized); ``max_elements`` still bounds it.
 KNN_CHUNK_ELEMENTS = 1 << 18
+#: Tie rules of :func:`knn`.
+KNN_TIES = ('topk', 'lowest_index')
+
+
+def _topk_lowest_index(dist: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """``k`` smallest entries of the last dim, ordered by ``(value, index)``.
+
+    Everything strictly below the ``k``-th value is taken; of the entries equal to it,
+    the lowest indices fill the remaining slots. Exactly ``k`` entries per row are
+    selected, so ``nonzero`` (row-major, hence ascending index) reshapes to ``... x k``;
+    a stable sort on the values then orders them.
+    """
+    kth = dist.topk(k, dim=-1, largest=False, sorted=True).values[..., -1:]
+    below = dist < kth
+    at = dist == kth
+    room = k - below.sum(-1, keepdim=True)
+    chosen = below | (at & (at.cumsum(-1) <= room))
+    idx = chosen.nonzero()[:, -1].view(*dist.shape[:-1], k)
+    val = dist.gather(-1, idx)
+    val, order = val.sort(dim=-1, stable=True)
+    return val, idx.gather(-1, order)
 
 
 @torch.no_grad()
@@ -29,7 +56,8 @@ def knn(query: Tensor,
         database: Tensor,
         k: int,
         max_elements: int = KNN_MAX_ELEMENTS,
-        database_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        database_mask: Optional[Tensor] = None,
+        ties: str = 'topk') -> Tuple[Tensor, Tensor]:
     """k nearest database points (Euclidean) for every query point, per image.
 
     Distances are computed as ``sum((q - d)^2)`` in at least fp32 (never the
@@ -51,6 +79,8 @@ def knn(query: Tensor,
             are at most :data:`KNN_CHUNK_ELEMENTS` anyway, for speed).
         database_mask: optional ``B x Nd`` bool, False for candidates to ignore
             (they get distance ``inf``).
+        ties: ``'topk'`` or ``'lowest_index'`` (the official KeOps rule, see the
+            module docstring).
 
     Returns:
         ``(dist, idx)``: ``B x Nq x k`` Euclidean distances (ascending) and int64
@@ -66,6 +96,8 @@ def knn(query: Tensor,
                          f'{tuple(query.shape)}')
     if not 1 <= k <= nd:
         raise ValueError(f'k must be in [1, {nd}] (database size), got {k}')
+    if ties not in KNN_TIES:
+        raise ValueError(f'ties must be one of {KNN_TIES}, got {ties!r}')
     dtype = torch.promote_types(query.dtype, torch.float32)
     if not dtype.is_floating_point:
         dtype = torch.float32
@@ -81,7 +113,11 @@ def knn(query: Tensor,
             dist2.add_(torch.sub(qc[:, :, j], db_t[:, :, j]).square_())
         if database_mask is not None:
             dist2.masked_fill_(~database_mask.unsqueeze(1), float('inf'))
-        val, idx = dist2.topk(k, dim=-1, largest=False, sorted=True)
+        if ties == 'topk':
+            val, idx = dist2.topk(k, dim=-1, largest=False, sorted=True)
+            val = val.sqrt_()
+        else:
+            val, idx = _topk_lowest_index(dist2.sqrt_(), k)
         dists.append(val)
         idxs.append(idx)
-    return torch.cat(dists, 1).sqrt_(), torch.cat(idxs, 1)
+    return torch.cat(dists, 1), torch.cat(idxs, 1)

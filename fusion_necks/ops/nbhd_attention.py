@@ -19,8 +19,15 @@ re-gathers each chunk's keys and values and scatter-adds their gradients with
 ``index_add_``. Peak memory is therefore ``O(B N C + B N M H)`` plus one chunk of
 ``B x chunk x M x C`` gathered features, instead of the ``B x N x M x C`` keys and values
 that autograd would keep for every block (about 200 MB per block per image for
-AFF-Tiny at 512^2). Masked slots are excluded exactly (probability 0) rather than with
-the official ``-100`` additive mask; the difference is below ``e^-100``.
+AFF-Tiny at 512^2).
+
+Masked slots (the padding of a short last cluster): by default they are excluded
+exactly (logit ``-inf``, probability 0). The official code instead *adds* ``-100`` to
+their logits (``mask_value=-100.0``), so a padded slot keeps the weight
+``exp(a_pad - 100) / Z``: negligible when its logit is of the order of the others, but
+not when the padded slot's own logit (``q . k_0 + bias``, the padding points to token 0)
+is large, e.g. 120 against 10 for the valid ones. The two readings are therefore not
+interchangeable for a trained checkpoint; ``mask_value`` selects one.
 """
 from typing import Optional
 
@@ -48,7 +55,7 @@ class _NbhdAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, idx, bias, mask, blank_k, blank_v, max_elements):
+    def forward(ctx, q, k, v, idx, bias, mask, blank_k, blank_v, max_elements, mask_value):
         b, n, h, d = q.shape
         nk = k.shape[1]
         m = idx.shape[-1]
@@ -74,8 +81,10 @@ class _NbhdAttention(torch.autograd.Function):
             logits = logits.squeeze(-2)  # H x B x c x M
             if bias_hm is not None:
                 logits = logits + bias_hm[:, :, s:e]
-            if mask is not None:
+            if mask is not None and mask_value is None:
                 logits = logits.masked_fill(~mask[:, s:e], float('-inf'))
+            elif mask is not None:  # official: additive, the slot stays in the softmax
+                logits = logits + (~mask[:, s:e]).to(logits.dtype) * mask_value
             if has_blank:
                 blank_logit = (qc * blank_k.view(h, 1, 1, d)).sum(-1, keepdim=True)
                 logits = torch.cat([logits, blank_logit], -1)
@@ -99,7 +108,7 @@ class _NbhdAttention(torch.autograd.Function):
         m = flat_idx.shape[-1]
         has_blank = blank_k is not None
         chunk = ctx.chunk
-        need_q, need_k, need_v, _, need_bias, _, need_bk, need_bv, _ = ctx.needs_input_grad
+        need_q, need_k, need_v, _, need_bias, _, need_bk, need_bv, _, _ = ctx.needs_input_grad
         go = grad_out.contiguous()  # B x N x H x D
         go_hm = go.permute(2, 0, 1, 3)
         q_hm = q.permute(2, 0, 1, 3)
@@ -149,7 +158,7 @@ class _NbhdAttention(torch.autograd.Function):
         gq = None if gq_hm is None else gq_hm.permute(1, 2, 0, 3)
         gk = None if gk is None else gk.view(b, nk, h, d)
         gv = None if gv is None else gv.view(b, nk, h, d)
-        return gq, gk, gv, None, gbias, None, gbk, gbv, None
+        return gq, gk, gv, None, gbias, None, gbk, gbv, None, None
 
 
 def nbhd_attention(q: Tensor,
@@ -160,7 +169,8 @@ def nbhd_attention(q: Tensor,
                    mask: Optional[Tensor] = None,
                    blank_k: Optional[Tensor] = None,
                    blank_v: Optional[Tensor] = None,
-                   max_elements: int = ATTN_MAX_ELEMENTS) -> Tensor:
+                   max_elements: int = ATTN_MAX_ELEMENTS,
+                   mask_value: Optional[float] = None) -> Tensor:
     """Multi-head attention of every query over its own list of neighbours.
 
     Args:
@@ -169,10 +179,13 @@ def nbhd_attention(q: Tensor,
         idx: ``B x N x M`` int64 neighbour indices into ``k``/``v`` (the official
             ``member_idx``); duplicates are allowed and count separately.
         bias: optional ``B x N x M x H`` additive logit bias (the relative-position bias).
-        mask: optional ``B x N x M`` bool, False for padded slots (excluded exactly).
-            Every query needs at least one valid slot or a blank token.
+        mask: optional ``B x N x M`` bool, False for padded slots (excluded exactly
+            unless ``mask_value`` is given). Every query needs at least one valid slot
+            or a blank token.
         blank_k, blank_v: optional ``H x D`` learnable blank key/value (given together).
         max_elements: bound on ``B * chunk * M * H * D`` gathered elements per chunk.
+        mask_value: None (exact exclusion) or a number added to the logits of the
+            masked slots (``-100.0``: the official code).
 
     Returns:
         ``B x N x H x D`` attention output (before the output projection).
@@ -204,4 +217,5 @@ def nbhd_attention(q: Tensor,
         blank_k, blank_v = blank_k.to(dtype), blank_v.to(dtype)
     # q, k, v and bias may be strided views (e.g. a split ``kv`` projection, or a bias
     # expanded over the batch): the function reads them through head-major views.
-    return _NbhdAttention.apply(q, k, v, idx.long(), bias, mask, blank_k, blank_v, max_elements)
+    return _NbhdAttention.apply(q, k, v, idx.long(), bias, mask, blank_k, blank_v, max_elements,
+                                mask_value)

@@ -27,6 +27,15 @@ Differences from the official code (all deliberate, documented in docs/autofocus
 * Fewer than 3 anchors (tiny inputs) do not crash: with 2 anchors the phantoms are
   extrapolated from the pair, with 1 anchor they are placed one cell to its left and
   right.
+
+``rules='official'`` reproduces the official order instead (to get the official
+network's outputs from its checkpoints): positions, anchors, cell assignment
+``floor(p / cell)`` and the ratio in fp32 with the official operations, then one
+``sort`` of the fp32 key ``rank * (max_ratio + 1) + ratio``, ``max_ratio`` taken over
+the whole batch. fp32 rounding of that key merges close ratios of high-rank cells
+into ties, which ``sort`` breaks by its own (input-order dependent) rule; and the
+batch-wide ``max_ratio`` makes an image's order depend on the other images of its
+batch. Both are why the default is the exact reading.
 """
 import math
 from typing import NamedTuple, Optional, Tuple
@@ -94,24 +103,66 @@ def _anchor_neighbours(ph: int, pw: int, cell_hw: Tuple[float, float],
     return prev, nxt
 
 
+#: Readings of the clustering order: exact (default) or the official code's.
+CLUSTER_RULES = ('exact', 'official')
+
+
+def _official_order(pos: Tensor, ph: int, pw: int, canvas_hw: Tuple[int, int]) -> Tensor:
+    """The official ``space_filling_cluster`` order, operation for operation in fp32."""
+    h, w = canvas_hw
+    device = pos.device
+    p = pos.to(torch.float32)
+    cell = torch.tensor([w / pw, h / ph], dtype=torch.float32, device=device)
+    rank = snake_rank(ph, pw, device).view(-1)
+    iy, ix = torch.meshgrid(torch.arange(ph, device=device), torch.arange(pw, device=device),
+                            indexing='ij')
+    grid = torch.stack([ix.reshape(-1), iy.reshape(-1)], -1)
+    ordered = torch.empty_like(grid)
+    ordered[rank] = grid  # cells in curve order
+    means = ordered * cell + cell / 2 - 0.5  # fp32, as the official anchors
+    num = means.shape[0]
+    if num >= 3:
+        prev = torch.cat([(means[0] - (means[1] - means[0])).unsqueeze(0), means[:-1]], 0)
+        nxt = torch.cat([means[1:], (means[-1] + (means[-1] - means[-2])).unsqueeze(0)], 0)
+    else:  # the official code needs 3 anchors; extrapolate as the exact reading does
+        prev, nxt = (t.to(torch.float32) for t in _anchor_neighbours(ph, pw, (h / ph, w / pw),
+                                                                      device))
+    assign = (p / cell).floor()
+    cx = assign[..., 0].long().clamp_(0, pw - 1)
+    cy = assign[..., 1].long().clamp_(0, ph - 1)
+    r = rank.view(ph, pw)[cy, cx]  # B x N
+    d_prev = (p - prev[r]).pow(2).sum(-1)
+    d_next = (p - nxt[r]).pow(2).sum(-1)
+    ratio = d_prev / (d_next + 1e-5)
+    key = r.to(torch.float32) * (ratio.max() + 1) + ratio
+    return key.sort(dim=1)[1]
+
+
 @torch.no_grad()
-def space_filling_order(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, int]) -> Tensor:
+def space_filling_order(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, int],
+                        rules: str = 'exact') -> Tensor:
     """Order the tokens along the anchor snake curve (steps 1-3 above).
 
     Args:
         pos: ``B x N x 2`` (x, y) positions on the canvas, in ``[0, w) x [0, h)``.
         cluster_size: ``m``, used only to size the anchor grid.
         canvas_hw: ``(h, w)`` of the canvas the positions live on.
+        rules: ``'exact'`` (stable lexicographic sort, batch-invariant) or
+            ``'official'`` (the official fp32 key, see the module docstring).
 
     Returns:
         ``B x N`` int64 permutation: ``pos[b, order[b]]`` is in curve order.
     """
     if pos.dim() != 3 or pos.shape[-1] != 2:
         raise ValueError(f'pos must be B x N x 2, got {tuple(pos.shape)}')
+    if rules not in CLUSTER_RULES:
+        raise ValueError(f'rules must be one of {CLUSTER_RULES}, got {rules!r}')
     b, n, _ = pos.shape
     h, w = canvas_hw
     ph, pw = anchor_grid(n, cluster_size, canvas_hw)
     device = pos.device
+    if rules == 'official':
+        return _official_order(pos, ph, pw, canvas_hw)
     if pos.dtype.is_floating_point:
         p = pos.to(torch.float64)
         cx = torch.floor(p[..., 0] * pw / w).long()
@@ -166,13 +217,15 @@ def balanced_clusters(pos_sorted: Tensor,
 
 
 @torch.no_grad()
-def space_filling_cluster(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, int]) -> Clustering:
+def space_filling_cluster(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, int],
+                          rules: str = 'exact') -> Clustering:
     """Balanced space-filling-curve clustering (see the module docstring).
 
     Args:
         pos: ``B x N x 2`` token positions (x, y) on an ``h x w`` canvas.
         cluster_size: ``m >= 1``, the exact size of every cluster but the last.
         canvas_hw: ``(h, w)``.
+        rules: ``'exact'`` or ``'official'`` token order (see the module docstring).
 
     Returns:
         :class:`Clustering`; ``member_idx`` refers to the tokens *after* reordering by
@@ -180,7 +233,7 @@ def space_filling_cluster(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, 
     """
     if cluster_size < 1:
         raise ValueError(f'cluster_size must be >= 1, got {cluster_size}')
-    order = space_filling_order(pos, cluster_size, canvas_hw)
+    order = space_filling_order(pos, cluster_size, canvas_hw, rules)
     pos_sorted = pos.gather(1, order.unsqueeze(-1).expand(-1, -1, pos.shape[-1]))
     means, member_idx, mask = balanced_clusters(pos_sorted, cluster_size)
     return Clustering(order, means, member_idx, mask)

@@ -6,7 +6,8 @@ import pickle
 import pytest
 import torch
 
-from fusion_necks.backbones.aff_official_weights import convert_official_aff
+from fusion_necks.backbones.aff_official_weights import (convert_official_aff,
+                                                        random_official_aff_state_dict)
 from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer
 from fusion_necks.ops.rel_pos_features import expanded_rel_pos
 
@@ -24,59 +25,10 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 def official_state_dict(arch, num_classes=0, seg=False, seed=0):
     """Names and shapes of apple/ml-autofocusformer (``seg=False``: classifier with ``norm``
-    and ``head``) or of the segmentation backbone (``seg=True``: ``norm0..3`` and a
-    ``backbone.`` prefix), filled with random values."""
-    cfg = AFF_ARCH_SETTINGS[arch]
-    dims, depths, heads = cfg['embed_dims'], cfg['depths'], cfg['num_heads']
-    ratio, ls = cfg['mlp_ratio'], cfg['layer_scale']
-    shapes = {
-        'patch_embed.proj1.weight': (dims[0] // 2, 3, 3, 3),
-        'patch_embed.proj1.bias': (dims[0] // 2, ),
-        'patch_embed.bn.weight': (dims[0] // 2, ), 'patch_embed.bn.bias': (dims[0] // 2, ),
-        'patch_embed.bn.running_mean': (dims[0] // 2, ),
-        'patch_embed.bn.running_var': (dims[0] // 2, ),
-        'patch_embed.proj2.weight': (dims[0], dims[0] // 2, 3, 3),
-        'patch_embed.proj2.bias': (dims[0], ),
-        'patch_embed.norm.weight': (dims[0], ), 'patch_embed.norm.bias': (dims[0], ),
-    }
-    for i, (c, d, h) in enumerate(zip(dims, depths, heads)):
-        for j in range(d):
-            p = f'layers.{i}.blocks.{j}.'
-            shapes.update({
-                p + 'norm1.weight': (c, ), p + 'norm1.bias': (c, ),
-                p + 'attn.q.weight': (c, c), p + 'attn.q.bias': (c, ),
-                p + 'attn.kv.weight': (2 * c, c), p + 'attn.kv.bias': (2 * c, ),
-                p + 'attn.blank_k': (c, ), p + 'attn.blank_v': (c, ),
-                p + 'attn.pos_embed.weight': (h, 5), p + 'attn.pos_embed.bias': (h, ),
-                p + 'attn.proj.weight': (c, c), p + 'attn.proj.bias': (c, ),
-                p + 'norm2.weight': (c, ), p + 'norm2.bias': (c, ),
-                p + 'mlp.fc1.weight': (int(c * ratio), c), p + 'mlp.fc1.bias': (int(c * ratio), ),
-                p + 'mlp.fc2.weight': (c, int(c * ratio)), p + 'mlp.fc2.bias': (c, ),
-            })
-            if ls > 0:
-                shapes.update({p + 'gamma1': (c, ), p + 'gamma2': (c, )})
-        if i < len(dims) - 1:
-            p = f'layers.{i}.'
-            shapes.update({
-                p + 'prob_net.weight': (1, c), p + 'prob_net.bias': (1, ),
-                p + 'downsample.weight_net.0.weight': (4, 5),
-                p + 'downsample.weight_net.0.bias': (4, ),
-                p + 'downsample.weight_net.1.weight': (4, ),
-                p + 'downsample.weight_net.1.bias': (4, ),
-                p + 'downsample.norm.weight': (4 * c, ), p + 'downsample.norm.bias': (4 * c, ),
-                p + 'downsample.linear.weight': (dims[i + 1], 4 * c),
-                p + 'downsample.linear.bias': (dims[i + 1], ),
-            })
-        if seg:
-            shapes.update({f'norm{i}.weight': (c, ), f'norm{i}.bias': (c, )})
-    if num_classes:
-        shapes.update({'norm.weight': (dims[-1], ), 'norm.bias': (dims[-1], ),
-                       'head.weight': (num_classes, dims[-1]), 'head.bias': (num_classes, )})
-    g = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
-    state['patch_embed.bn.num_batches_tracked'] = torch.tensor(7)
+    and ``head``) or of the segmentation backbone (``seg=True``: ``norm0..3``, a
+    ``backbone.`` prefix and a head tensor), filled with random values."""
+    state = random_official_aff_state_dict(arch, num_classes, seg, seed)
     if seg:
-        state = {'backbone.' + k: v for k, v in state.items()}
         state['sem_seg_head.predictor.class_embed.weight'] = torch.randn(151, 256)
     return state
 
