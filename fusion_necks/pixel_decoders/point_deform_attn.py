@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops.gather import batched_index_select
-from ..ops.inverse_distance import inverse_distance_weights
+from ..ops.inverse_distance import inverse_distance_weights, inverse_sqdist_weights
 from ..ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_gather
 from .point_neighbour_search import (SEARCH_MODES, NeighbourTable, build_neighbour_table,
                                      nearest_tokens)
@@ -175,11 +175,17 @@ class PointMSDeformAttn(nn.Module):
 
         weights: List[Tensor] = []
         indices: List[Tensor] = []
+        need_grad = torch.is_grad_enabled() and (loc.requires_grad or self.power.requires_grad)
         for lvl, table in enumerate(levels.tables):
             loc_l = loc[:, :, :, lvl].reshape(b, nq * nh * npt, 2)
-            idx = nearest_tokens(loc_l, table, k, self.neighbour_search)  # B x S x k
-            nbr_pos = batched_index_select(table.pos.to(loc_l.dtype), idx)  # B x S x k x 2
-            w = inverse_distance_weights(loc_l, nbr_pos, power=self.power)  # B x S x k
+            if need_grad:
+                idx = nearest_tokens(loc_l, table, k, self.neighbour_search)  # B x S x k
+                nbr_pos = batched_index_select(table.pos.to(loc_l.dtype), idx)  # B x S x k x 2
+                w = inverse_distance_weights(loc_l, nbr_pos, power=self.power)  # B x S x k
+            else:  # inference: reuse the distances the search measured (same numbers)
+                idx, d2 = nearest_tokens(loc_l, table, k, self.neighbour_search,
+                                         return_sqdist=True)
+                w = inverse_sqdist_weights(d2.to(loc_l.dtype), power=self.power)
             weights.append(w.view(b, nq, nh, npt, k))
             indices.append((idx + levels.starts[lvl]).view(b, nq, nh, npt, k))
         # B x Nq x H x L x P x k -> (B*H) x Nq x (L*P*k)

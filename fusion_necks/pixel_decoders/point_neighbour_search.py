@@ -54,17 +54,24 @@ class NeighbourTable(NamedTuple):
         dist: ``B x (h*w) x K`` ascending Euclidean distances from the cell to its
             candidates (cells in row-major order, cell ``(x, y)`` at ``y * w + x``).
         idx: ``B x (h*w) x K`` int64 token indices.
-        cand_pos: ``B x (h*w) x K x 2`` positions of those tokens (one contiguous row per
-            cell, so a lookup is a single row gather).
+        cand_planar: ``B x (h*w) x 2 x K`` positions of those tokens, x then y (one
+            contiguous row per cell, so a lookup is a single row gather; planar so that
+            the distances are built one coordinate at a time without a reduction over
+            a size-2 dim). ``cand_pos`` is the ``B x (h*w) x K x 2`` view of it.
         canvas: ``(h, w)``.
         complete: True when ``K`` equals the number of tokens (every token is a candidate).
     """
     pos: Tensor
     dist: Tensor
     idx: Tensor
-    cand_pos: Tensor
+    cand_planar: Tensor
     canvas: Tuple[int, int]
     complete: bool
+
+    @property
+    def cand_pos(self) -> Tensor:
+        """``B x (h*w) x K x 2`` candidate positions (a view of ``cand_planar``)."""
+        return self.cand_planar.transpose(-1, -2)
 
 
 def _refine_failed(query: Tensor, failed: Tensor, database: Tensor, k: int,
@@ -186,7 +193,8 @@ def build_neighbour_table(pos: Tensor, canvas: Tuple[int, int], num_candidates: 
     if found is None:
         found = knn(cells.unsqueeze(0).expand(b, -1, -1), posf, k, max_elements)
     dist, idx = found
-    return NeighbourTable(posf, dist, idx, batched_index_select(posf, idx), (h, w), k == n)
+    planar = batched_index_select(posf, idx).transpose(-1, -2).contiguous()
+    return NeighbourTable(posf, dist, idx, planar, (h, w), k == n)
 
 
 def _project(loc: Tensor, canvas: Tuple[int, int]) -> Tensor:
@@ -204,9 +212,15 @@ def _nearest_cell(loc: Tensor, canvas: Tuple[int, int]) -> Tuple[Tensor, Tensor]
     return lin, torch.stack([cx, cy], -1)
 
 
+def _sqdist_to(pos: Tensor, idx: Tensor, loc: Tensor) -> Tensor:
+    """``|loc - pos[idx]|^2``: ``B x S x k`` for ``idx`` ``B x S x k`` (same arithmetic as
+    :func:`~fusion_necks.ops.inverse_distance_weights`)."""
+    return (batched_index_select(pos, idx) - loc.unsqueeze(2)).square().sum(-1)
+
+
 @torch.no_grad()
 def nearest_tokens(loc: Tensor, table: NeighbourTable, k: int = 4, mode: str = 'exact',
-                   max_elements: int = SEARCH_MAX_ELEMENTS) -> Tensor:
+                   max_elements: int = SEARCH_MAX_ELEMENTS, return_sqdist: bool = False):
     """Indices of the ``k`` tokens nearest to each continuous location.
 
     Args:
@@ -217,9 +231,15 @@ def nearest_tokens(loc: Tensor, table: NeighbourTable, k: int = 4, mode: str = '
             module docstring.
         max_elements: bound on ``B * chunk * K * 2`` gathered coordinates per chunk.
 
+        return_sqdist: also return the squared distances from each location to its
+            neighbours (the values the search computed anyway), so that inference can
+            weight them without gathering and measuring again.
+
     Returns:
         ``B x S x k`` int64 indices into the level's tokens (nearest first in ``'exact'``
-        mode; in the cell's order in ``'grid_table'`` mode).
+        mode; in the cell's order in ``'grid_table'`` mode), or ``(indices, sqdist)``
+        with ``return_sqdist`` (``sqdist`` bitwise equal to ``|loc - pos[idx]|^2``
+        computed as :func:`~fusion_necks.ops.inverse_distance_weights` does).
     """
     if mode not in SEARCH_MODES:
         raise ValueError(f'mode must be one of {SEARCH_MODES}, got {mode!r}')
@@ -229,20 +249,28 @@ def nearest_tokens(loc: Tensor, table: NeighbourTable, k: int = 4, mode: str = '
     b, s, _ = loc.shape
     loc = loc.detach().to(table.pos.dtype)
     out = torch.empty(b, s, k, dtype=torch.long, device=loc.device)
+    out_d2 = None
+    if return_sqdist and mode == 'exact':
+        out_d2 = torch.empty(b, s, k, dtype=loc.dtype, device=loc.device)
+    flat_idx = table.idx.reshape(b, -1)  # B x (h*w*K)
     chunk = max(1, min(s, max_elements // max(1, b * kk * 2)))
     failed = []
     for start in range(0, s, chunk):
         end = min(s, start + chunk)
         lc = loc[:, start:end]
         lin, cell = _nearest_cell(lc, table.canvas)
-        cand = batched_index_select(table.idx, lin)  # B x c x K
         if mode == 'grid_table':
-            out[:, start:end] = cand[..., :k]
+            out[:, start:end] = batched_index_select(table.idx, lin)[..., :k]
             continue
-        cand_pos = batched_index_select(table.cand_pos, lin)  # B x c x K x 2
-        d2 = (cand_pos - lc.unsqueeze(2)).square_().sum(-1)  # B x c x K
+        cp = batched_index_select(table.cand_planar, lin)  # B x c x 2 x K
+        d2 = torch.sub(cp[:, :, 0], lc[..., 0:1]).square_()  # B x c x K
+        d2.add_(torch.sub(cp[:, :, 1], lc[..., 1:2]).square_())
         d2k, order = d2.topk(k, dim=-1, largest=False, sorted=True)
-        out[:, start:end] = cand.gather(-1, order)
+        # gather only the k chosen indices of the cell's row (not all K)
+        pick = (lin.unsqueeze(-1) * kk + order).view(b, -1)
+        out[:, start:end] = flat_idx.gather(1, pick).view(b, -1, k)
+        if out_d2 is not None:
+            out_d2[:, start:end] = d2k
         if not table.complete:
             # certificate (module docstring), with p first projected onto the canvas
             # rectangle q (tokens lie inside it): any token t has |t-p|^2 >= |t-q|^2 +
@@ -253,5 +281,14 @@ def nearest_tokens(loc: Tensor, table: NeighbourTable, k: int = 4, mode: str = '
                 (lc - proj).square().sum(-1)
             failed.append(d2k[..., -1] > bound)
     if failed:
-        _refine_failed(loc, torch.cat(failed, 1), table.pos, k, None, out)
-    return out
+        fail = torch.cat(failed, 1)
+        _refine_failed(loc, fail, table.pos, k, None, out)
+        if out_d2 is not None and bool(fail.any()):
+            bi, si = fail.nonzero(as_tuple=True)
+            nbr = table.pos[bi.unsqueeze(-1), out[bi, si]]  # F x k x 2
+            out_d2[bi, si] = (nbr - loc[bi, si].unsqueeze(1)).square().sum(-1)
+    if not return_sqdist:
+        return out
+    if out_d2 is None:  # grid_table: the distances were not needed for the choice
+        out_d2 = _sqdist_to(table.pos, out, loc)
+    return out, out_d2

@@ -54,9 +54,14 @@ class _Level(NamedTuple):
     dense_hw: Optional[Tuple[int, int]]  # set for dense inputs (tokens in row-major order)
 
 
-def _activation(name: str) -> nn.Module:
+def _activation(name: str, inplace: bool = False) -> nn.Module:
+    """``inplace=True`` (ReLU only) where the input is a Linear/LayerNorm output that
+    autograd does not keep (their backward uses their own input), as mmcv's FFN does:
+    it saves one full-size temporary per call."""
     if name.lower() not in ACTIVATIONS:
         raise ValueError(f'activation must be one of {sorted(ACTIVATIONS)}, got {name!r}')
+    if name.lower() == 'relu':
+        return nn.ReLU(inplace=inplace)
     return ACTIVATIONS[name.lower()]()
 
 
@@ -77,7 +82,8 @@ class PointDeformEncoderLayer(nn.Module):
         self.self_attn = PointMSDeformAttn(embed_dims, dropout=dropout, **attn_kwargs)
         self.norm1 = nn.LayerNorm(embed_dims)
         self.ffn = nn.Sequential(
-            nn.Linear(embed_dims, ffn_channels), _activation(ffn_act), nn.Dropout(ffn_dropout),
+            nn.Linear(embed_dims, ffn_channels), _activation(ffn_act, inplace=True),
+            nn.Dropout(ffn_dropout),
             nn.Linear(ffn_channels, embed_dims), nn.Dropout(ffn_dropout))
         self.norm2 = nn.LayerNorm(embed_dims)
 

@@ -42,6 +42,13 @@ def test_exact_search_equals_brute_force_inside_and_outside_the_canvas(monkeypat
     ref, _ = _brute_knn(loc, pos, 4)
     torch.testing.assert_close(got, ref)
     assert 0 < failures[-1] < 1000  # some certified, the rest searched by brute force
+    # the returned squared distances are those of the returned indices, bitwise, for the
+    # certified and the brute-force rows alike, in both modes
+    for mode in ('exact', 'grid_table'):
+        idx2, d2 = nearest_tokens(loc, table, k=4, mode=mode, return_sqdist=True)
+        assert torch.equal(idx2, nearest_tokens(loc, table, k=4, mode=mode))
+        nbr = pos.gather(1, idx2.view(2, -1, 1).expand(-1, -1, 2)).view(2, 500, 4, 2)
+        assert torch.equal(d2, (nbr - loc.unsqueeze(2)).square().sum(-1))
 
 
 @pytest.mark.parametrize('layout,bucketed', [('uniform', True), ('half_empty', True),
@@ -162,6 +169,11 @@ def test_point_deformable_attention_equals_brute_force_forward_and_backward(mode
     ref = _reference(ref_attn, ref_inputs[0], ref_inputs[1], ref_inputs[2], ref_inputs[0],
                      level_pos, factors, mode)
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+
+    # inference path: weights from the search's own squared distances, same output
+    with torch.no_grad():
+        fast = attn(value_in, query_pos, ref_pos, value_in, levels)
+    torch.testing.assert_close(fast, ref.detach(), rtol=1e-9, atol=1e-9)
 
     grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
     out.backward(grad)
