@@ -37,7 +37,10 @@ class _WeightedNeighbourSum(torch.autograd.Function):
             torch.index_select(table, 0, fi.reshape(-1), out=f_nb)
             f_nb = f_nb.view(b * (e - s), m, c)
             w = weights[:, s:e].reshape(b * (e - s), m, t)
-            out[:, s:e] = torch.bmm(w.transpose(1, 2), f_nb).view(b, e - s, t, c)
+            if b == 1:  # the chunk of ``out`` is contiguous: write it in place
+                torch.bmm(w.transpose(1, 2), f_nb, out=out[0, s:e])
+            else:
+                out[:, s:e] = torch.bmm(w.transpose(1, 2), f_nb).view(b, e - s, t, c)
         ctx.save_for_backward(weights, feat, flat_idx)
         ctx.chunk = chunk
         return out
