@@ -227,3 +227,22 @@ def test_quickstart_shares_the_semantic_fpn_quickstart_recipe():
     assert changed <= {'max_iters', 'train_cfg', 'param_scheduler', 'default_hooks'}
     assert sem['param_scheduler'][0]['end'] * 10 == sem['max_iters'] == ours.max_iters
     assert sem['default_hooks']['checkpoint']['interval'] == sem['max_iters']
+
+
+def test_whole_segmentor_is_batch_invariant_in_eval():
+    """Sample 0 of a batch of 2 gives the same seg logits as that sample alone (default
+    ``rules='exact'``, the fast inference path of the point decoder included). The
+    official reading is not batch-invariant in general (its clustering key takes the
+    maximum ratio over the batch), so it is not asserted here."""
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    cfg = _narrow(Config.fromfile(str(QUICKSTART)))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        both = model.predict(x, _samples(2, 96, 160, 19))
+        alone = model.predict(x[:1], _samples(1, 96, 160, 19))
+    torch.testing.assert_close(both[0].seg_logits.data, alone[0].seg_logits.data,
+                               rtol=0, atol=1e-5)
+    assert torch.equal(both[0].pred_sem_seg.data, alone[0].pred_sem_seg.data)
