@@ -101,6 +101,38 @@ def test_command_line_tool_reads_pth_and_d2_pkl(tmp_path):
     AutoFocusFormer('mini').load_state_dict(state, strict=True)
 
 
+
+class _Payload:
+    """A pickle that runs code when loaded (what a weights-only load must refuse)."""
+
+    def __reduce__(self):
+        return (open, (_Payload.marker, 'w'))
+
+
+def test_command_line_tool_refuses_pickled_code_unless_trusted(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        'aff2fusion', osp.join(ROOT, 'tools', 'model_converters', 'aff2fusion.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    _Payload.marker = str(tmp_path / 'ran')
+    seg = {k: v.numpy() for k, v in official_state_dict('mini', seg=True).items()}
+    pkl = tmp_path / 'evil.pkl'
+    with open(pkl, 'wb') as f:
+        pickle.dump({'model': seg, 'x': _Payload()}, f)
+    with pytest.raises(SystemExit, match='--trust-checkpoint'):
+        tool.main([str(pkl), str(tmp_path / 'a.pth')])
+    pth = tmp_path / 'official.pth'  # an official .pth pickles its (yacs) config
+    torch.save({'model': official_state_dict('mini', num_classes=1000), 'config': _Payload()},
+               pth)
+    with pytest.raises(SystemExit, match='--trust-checkpoint'):
+        tool.main([str(pth), str(tmp_path / 'b.pth')])
+    assert not (tmp_path / 'ran').exists() and not (tmp_path / 'b.pth').exists()
+    tool.main([str(pth), str(tmp_path / 'b.pth'), '--trust-checkpoint'])  # the user's choice
+    assert (tmp_path / 'b.pth').is_file() and (tmp_path / 'ran').exists()
+    with pytest.raises(SystemExit, match='does not exist'):
+        tool.main([str(tmp_path / 'none.pth'), str(tmp_path / 'c.pth')])
+
+
 def test_official_checkpoint_loads_directly_through_the_load_hook():
     """``load_state_dict`` of an official file works without running the tool."""
     official = official_state_dict('mini', num_classes=1000, seed=3)

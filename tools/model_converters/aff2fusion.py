@@ -19,6 +19,11 @@ and into the registered backbone through
 the output norms at their initial values, as the official segmentation training does).
 ``--rel-pos-order`` must match the model's ``rel_pos_order`` (default ``paper``).
 Remember the official Base-384 checkpoint uses ``cluster_size=24, nbhd_size=144``.
+
+Loading is safe by default: ``.pth`` files load with ``weights_only=True`` and ``.pkl``
+files with an unpickler that only rebuilds numpy arrays and dicts. Official ``.pth``
+files also pickle their yacs config, which is refused with a one-line message; pass
+``--trust-checkpoint`` for a file you trust to allow the full pickle load.
 """
 import argparse
 import os
@@ -35,20 +40,43 @@ def parse_args(argv=None):
     p.add_argument('dst', help='output checkpoint (.pth)')
     p.add_argument('--rel-pos-order', default='paper', choices=['paper', 'official'],
                    help='rel_pos_order of the model that will load the weights')
+    p.add_argument('--trust-checkpoint', action='store_true',
+                   help='allow a full pickle load of SRC (runs code stored in the file)')
     return p.parse_args(argv)
 
 
-def load_source(path: str):
+#: What a Detectron2 ``.pkl`` of numpy weights needs to be rebuilt, and nothing else.
+_PKL_ALLOWED = {
+    ('collections', 'OrderedDict'), ('numpy', 'ndarray'), ('numpy', 'dtype'),
+    ('numpy.core.multiarray', '_reconstruct'), ('numpy.core.multiarray', 'scalar'),
+    ('numpy._core.multiarray', '_reconstruct'), ('numpy._core.multiarray', 'scalar'),
+}
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _PKL_ALLOWED:
+            raise pickle.UnpicklingError(f'{module}.{name} is not a numpy weight type')
+        return super().find_class(module, name)
+
+
+def load_source(path: str, trust: bool = False):
     import torch
-    if path.endswith('.pkl'):
-        with open(path, 'rb') as f:
-            return pickle.load(f, encoding='latin1')
+    if not osp.isfile(path):
+        raise SystemExit(f'src {path!r} does not exist')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001 - report which load failed
-        print(f'weights-only load failed ({type(err).__name__}); '
-              f'loading {path} as a trusted pickle')
-        return torch.load(path, map_location='cpu', weights_only=False)
+        if path.endswith('.pkl'):
+            with open(path, 'rb') as f:
+                if trust:
+                    return pickle.load(f, encoding='latin1')
+                return _WeightsUnpickler(f, encoding='latin1').load()
+        return torch.load(path, map_location='cpu', weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        if trust:
+            raise
+        raise SystemExit(f'{path}: refused by the weights-only load '
+                         f'({str(err).splitlines()[0]}); if you trust the file, '
+                         f'pass --trust-checkpoint') from None
 
 
 def main(argv=None):
@@ -57,7 +85,7 @@ def main(argv=None):
 
     from fusion_necks.backbones.aff_official_weights import convert_official_aff, unwrap_checkpoint
 
-    state = unwrap_checkpoint(load_source(args.src))
+    state = unwrap_checkpoint(load_source(args.src, args.trust_checkpoint))
     converted, unused = convert_official_aff(state, rel_pos_order=args.rel_pos_order)
     if not converted:
         raise SystemExit(f'no AutoFocusFormer tensors found in {args.src}')
