@@ -7,6 +7,7 @@ import textwrap
 from typing import List, Optional
 
 import pytest
+import torch
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 
@@ -126,3 +127,14 @@ def _restoring_default_scope():
 # whatever a test, or a module-scoped fixture, leaves behind.
 _scope_per_module = pytest.fixture(scope='module', autouse=True)(_restoring_default_scope)
 _scope_per_test = pytest.fixture(autouse=True)(_restoring_default_scope)
+
+
+@pytest.fixture(scope='module')
+def single_thread():
+    """One intra-op thread for a module of small-tensor tests (OpenMP oversubscription on a
+    shared 2-core machine costs more than it gives); restored afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures('single_thread')``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,13 +9,7 @@ from fusion_necks.backbones.aff_downsample import AFFAdaptiveDownsample
 from fusion_necks.backbones.aff_stage import AFFStage
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _irregular_tokens(seed, b=2, n=120, canvas=(24, 20)):

@@ -19,13 +19,7 @@ from fusion_necks.ops.knn import knn
 from fusion_necks.ops.nbhd_attention import nbhd_attention
 from fusion_necks.ops.space_filling_cluster import space_filling_order
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 # ----------------------------------------------------------------- official reference

@@ -7,13 +7,7 @@ from fusion_necks.backbones.autofocusformer import AutoFocusFormer
 from fusion_necks.ops.point_features import PointFeatures
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 # a narrow 4-stage model: token bookkeeping does not depend on the widths
 NARROW = dict(embed_dims=(16, 16, 16, 16), depths=(1, 1, 1, 1), num_heads=(2, 2, 2, 2),

@@ -16,12 +16,7 @@ NARROW = dict(arch='mini', embed_dims=(16, 16, 32, 32), depths=(1, 1, 1, 1),
               num_heads=(2, 2, 2, 2))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.mark.parametrize('framework', ['mmdet', 'mmseg'])

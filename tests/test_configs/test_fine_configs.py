@@ -57,12 +57,7 @@ ABLATIONS = {
 OTHER = {'faster-rcnn_r50_fpn-fine-public_1x_coco.py'}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def load(name):

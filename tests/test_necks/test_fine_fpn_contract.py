@@ -31,12 +31,7 @@ from fusion_necks.necks.fine_top_down import default_fine_kernel_sizes
 SCOPES = ('mmdet', 'mmseg')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def build(scope, **cfg):

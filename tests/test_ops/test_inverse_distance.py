@@ -5,13 +5,7 @@ import torch
 from fusion_necks.ops.inverse_distance import inverse_distance_interpolate, inverse_distance_weights
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def test_weights_formula_power_and_normalisation():

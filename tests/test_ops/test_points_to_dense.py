@@ -5,13 +5,7 @@ import torch
 from fusion_necks.ops.points_to_dense import dense_grid_centres, points_to_dense
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def test_full_grid_is_an_exact_scatter():

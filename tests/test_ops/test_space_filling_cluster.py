@@ -6,13 +6,7 @@ from fusion_necks.ops.space_filling_cluster import (anchor_grid, snake_rank, spa
                                                     space_filling_order)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def test_snake_rank_is_boustrophedon():

@@ -12,13 +12,7 @@ from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusF
 from fusion_necks.ops.rel_pos_features import expanded_rel_pos
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 

@@ -13,12 +13,7 @@ import torch
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _breakdown_tool():

@@ -6,13 +6,7 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    """Small tensors: one intra-op thread avoids OpenMP oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 

@@ -23,12 +23,7 @@ def _tool():
 vf = _tool()
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _single_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 DET_CFG = f"""_base_ = '{FINE_CFGS}/faster-rcnn_r50_fpn-fine_1x_coco.py'
