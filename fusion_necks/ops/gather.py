@@ -20,6 +20,8 @@ def flat_batch_index(idx: Tensor, num_rows: int) -> Tensor:
         ``B x ...`` int64 indices in ``[0, B * num_rows)``.
     """
     b = idx.shape[0]
+    if b == 1:  # no offset: skip a full pass over the indices
+        return idx
     offset = torch.arange(b, device=idx.device, dtype=idx.dtype) * num_rows
     return idx + offset.view(b, *([1] * (idx.dim() - 1)))
 

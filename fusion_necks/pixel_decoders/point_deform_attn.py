@@ -173,9 +173,16 @@ class PointMSDeformAttn(nn.Module):
         attn = attn.view(b, nq, nh, nl, npt)
         v = self.value_proj(value).view(b, -1, nh, c // nh)
 
+        nv = v.shape[1]
+        # rows of L*P*k samples per (image, head, query); the indices address the
+        # flattened (B*H*Nv) value rows directly, so the gather adds no batch offset
+        need_grad = torch.is_grad_enabled() and (loc.requires_grad or self.power.requires_grad
+                                                 or attn.requires_grad)
+        i_all = torch.empty(b, nh, nq, nl, npt, k, dtype=torch.long, device=query.device)
+        head_base = (torch.arange(b * nh, device=query.device) * nv).view(b, nh, 1, 1, 1)
+        w_all = None if need_grad else attn.new_empty(
+            b, nh, nq, nl, npt, k, dtype=torch.promote_types(attn.dtype, loc.dtype))
         weights: List[Tensor] = []
-        indices: List[Tensor] = []
-        need_grad = torch.is_grad_enabled() and (loc.requires_grad or self.power.requires_grad)
         for lvl, table in enumerate(levels.tables):
             loc_l = loc[:, :, :, lvl].reshape(b, nq * nh * npt, 2)
             if need_grad:
@@ -186,13 +193,18 @@ class PointMSDeformAttn(nn.Module):
                 idx, d2 = nearest_tokens(loc_l, table, k, self.neighbour_search,
                                          return_sqdist=True)
                 w = inverse_sqdist_weights(d2.to(loc_l.dtype), power=self.power)
-            weights.append(w.view(b, nq, nh, npt, k))
-            indices.append((idx + levels.starts[lvl]).view(b, nq, nh, npt, k))
-        # B x Nq x H x L x P x k -> (B*H) x Nq x (L*P*k)
-        w_all = torch.stack(weights, 3) * attn.unsqueeze(-1)
-        w_all = w_all.permute(0, 2, 1, 3, 4, 5).reshape(b * nh, nq, nl * npt * k)
-        i_all = torch.stack(indices, 3).permute(0, 2, 1, 3, 4, 5).reshape(b * nh, nq, -1)
-        v_heads = v.permute(0, 2, 1, 3).reshape(b * nh, -1, c // nh)
-        out = weighted_gather(w_all.to(v_heads.dtype), v_heads, i_all, self.max_elements)
+            w = w.view(b, nq, nh, npt, k).permute(0, 2, 1, 3, 4)  # B x H x Nq x P x k
+            a_l = attn[:, :, :, lvl].permute(0, 2, 1, 3).unsqueeze(-1)  # B x H x Nq x P x 1
+            if need_grad:
+                weights.append(w * a_l)
+            else:  # written in place into the sample rows (no stack / permute copies)
+                torch.mul(w, a_l, out=w_all[:, :, :, lvl])
+            torch.add(idx.view(b, nq, nh, npt, k).permute(0, 2, 1, 3, 4),
+                      head_base + levels.starts[lvl], out=i_all[:, :, :, lvl])
+        if need_grad:
+            w_all = torch.stack(weights, 3)
+        v_rows = v.permute(0, 2, 1, 3).reshape(1, b * nh * nv, c // nh)
+        out = weighted_gather(w_all.reshape(1, b * nh * nq, -1).to(v_rows.dtype), v_rows,
+                              i_all.view(1, b * nh * nq, -1), self.max_elements)
         out = out.view(b, nh, nq, c // nh).permute(0, 2, 1, 3).reshape(b, nq, c)
         return self.dropout(self.output_proj(out))
