@@ -236,6 +236,8 @@ def test_clustering_order_is_the_official_one(h, w, drop):
     assert torch.equal(order.sort(1).values, torch.arange(n).expand(2, -1))
     exact = space_filling_order(pos, 8, (h, w))
     moved = (exact != ref).float().mean().item()
+    print(f'\n{h}x{w} grid minus {drop}: exact vs official order differ at {moved:.2%} '
+          f'of the tokens')  # the docs' figure (pytest -s)
     if (h, w) != (13, 19):  # on larger canvases fp32 rounding of the key reorders tokens
         assert moved > 0.03, moved
 
@@ -312,6 +314,10 @@ def test_official_rules_match_the_official_network(hw):
     _, exact = _converted('mini', 'exact')
     with torch.no_grad():
         gap = (exact(x) - ref_logits).abs().max().item()
+    stage_err = max((s['feat'] - rf).abs().max().item() for (rf, _), s in zip(ref_stages, stages))
+    print(f'\n{hw}: official vs reference: stages {stage_err:.2e}, logits '
+          f'{(logits - ref_logits).abs().max().item():.2e}; exact vs reference logits {gap:.3f} '
+          f'(logits up to {ref_logits.abs().max().item():.2f})')  # the docs' figures (pytest -s)
     assert gap > 1e-3, gap
 
 
