@@ -1,0 +1,50 @@
+"""tools/analysis/compare_necks.py: a 2-iteration paired run of two configs, two seeds."""
+import json
+import os.path as osp
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_compare_two_configs_two_seeds(tmp_path, repo_root, tool, det_config):
+    data_root = str(tmp_path / 'synthetic_coco') + '/'   # missing: generated once, up front
+    fpn = det_config(tmp_path, data_root, repo_root, name='tiny_fpn.py')
+    fine = det_config(tmp_path, data_root, repo_root, name='tiny_fine.py',
+                      base='retinanet_r18_fine_synth-coco.py')
+    work = tmp_path / 'cmp'
+    proc = tool(['tools/analysis/compare_necks.py', fpn, fine, '--seeds', '0', '1',
+                 '--jobs', '2', '--iters', '2', '--num-train', '8', '--num-val', '4',
+                 '--num-vis', '1', '--work-dir', str(work)])
+    table = json.load(open(work / 'comparison.json'))
+    assert table['seeds'] == [0, 1]
+    assert table['metrics'] == ['coco/bbox_mAP', 'coco/bbox_mAP_s']
+    for cfg, stem in ((fpn, 'tiny_fpn'), (fine, 'tiny_fine')):
+        vals = table['configs'][cfg]['metrics']['coco/bbox_mAP']['values']
+        for seed, v in zip((0, 1), vals):
+            summary = json.load(open(work / stem / f'seed{seed}' / 'demo_summary.json'))
+            assert summary['metrics']['coco/bbox_mAP'] == v    # the run's own metric
+            assert summary['checkpoint'].endswith('iter_2.pth')
+    d = table['differences'][fine]['coco/bbox_mAP']
+    a = table['configs'][fpn]['metrics']['coco/bbox_mAP']['values']
+    b = table['configs'][fine]['metrics']['coco/bbox_mAP']['values']
+    assert d['mean_diff'] == pytest.approx(sum(b) / 2 - sum(a) / 2)
+    assert d['ci_low'] <= d['mean_diff'] <= d['ci_high']
+    assert d['verdict'] in ('separated (better)', 'separated (worse)', 'not separated')
+    assert 'verdict' in (work / 'comparison.md').read_text()
+    assert 'paired difference' in proc.stdout
+    # every run was trained with its own seed
+    for s in (0, 1):
+        log = open(osp.join(work, 'tiny_fpn', f'seed{s}', 'compare.log')).read()
+        assert f'seed={s}' in log, log[-2000:]
+    # a second call reuses the finished runs (resumable) and gives the same table
+    proc2 = tool(['tools/analysis/compare_necks.py', fpn, fine, '--seeds', '0', '1',
+                  '--iters', '2', '--work-dir', str(work)])
+    assert 'done in' not in proc2.stdout
+    assert json.load(open(work / 'comparison.json'))['differences'] == table['differences']
+
+
+def test_compare_refuses_one_config(tmp_path, repo_root, tool):
+    cfg = osp.join(repo_root, 'configs/quickstart/retinanet_r18_fpn_synth-coco.py')
+    proc = tool(['tools/analysis/compare_necks.py', cfg, '--seeds', '0', '1'], check=False)
+    assert proc.returncode != 0 and 'at least two configs' in proc.stderr
