@@ -33,6 +33,9 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
       the official code; YOLOX-PAI's norm+act on the logits is not reproduced);
     * ``weight_mode='simple'`` (the explainer; the paper's text): per-source 1x1
       ``Conv2d(C_l, 1)`` with bias, i.e. exactly ``S * C_l + S`` weight parameters;
+    * ``weight_mode='uniform'`` (an ablation control, not in the paper): no weight
+      branch, ``alpha = 1/S`` everywhere. It keeps every resize and ``expand`` conv, so
+      it measures what ASFF's extra convs give without the adaptive weights;
 
     ``alpha = softmax(lambda, dim=1)`` (per pixel, over the sources), the fused map
     ``y = sum_n alpha[:, n:n+1] * x^{n->l}`` (one scalar per pixel and source,
@@ -51,7 +54,7 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
         order: ``'fine_to_coarse'`` (mmdet necks: index 0 has the smallest stride) or
             ``'coarse_to_fine'`` (official ASFF and mmdet's ``YOLOV3Neck``: index 0 is
             stride 32). Consecutive inputs are assumed to differ by a factor 2.
-        weight_mode: ``'full'`` or ``'simple'``.
+        weight_mode: ``'full'``, ``'simple'`` or ``'uniform'`` (control).
         compress_c: weight-feature channels in ``'full'`` mode (official 16; 8 with rfb).
         finer_resize / coarser_conv / upsample_mode: see :class:`ASFFSource`.
         expand_kernel: kernel of the ``expand`` ConvNormAct; ``None`` or 0 for no
@@ -169,11 +172,16 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
             source = self.sources[str(i)]
             x = source(inputs[i], size)       # B x C_l x H_l x W_l
             resized.append(x)
-            logits.append(source.weight(x))   # B x c x H_l x W_l (full) / B x 1 x ...
-        logits = torch.cat(logits, dim=1)
-        if self.weight_levels is not None:
-            logits = self.weight_levels(logits)   # B x S x H_l x W_l
-        weights = logits.softmax(dim=1)
+            if source.weight is not None:
+                logits.append(source.weight(x))   # B x c x H_l x W_l (full) / B x 1 x ...
+        if logits:
+            logits = torch.cat(logits, dim=1)
+            if self.weight_levels is not None:
+                logits = self.weight_levels(logits)   # B x S x H_l x W_l
+            weights = logits.softmax(dim=1)
+        else:   # 'uniform'
+            x0 = resized[0]
+            weights = x0.new_full((x0.shape[0], len(resized), *size), 1.0 / len(resized))
         self._record_fusion_weights('weights', weights)
         # y = sum_n alpha_n * x^{n->l}, accumulated in place (one buffer instead of 2S-1;
         # autograd-safe: mul and addcmul keep their inputs, not their output)

@@ -17,7 +17,7 @@ from .conv_norm_act import ConvNormAct
 
 FINER_RESIZE_MODES = ('official', 'pool', 'conv')
 COARSER_CONV_MODES = ('always', 'auto')
-WEIGHT_MODES = ('full', 'simple')
+WEIGHT_MODES = ('full', 'simple', 'uniform')
 UPSAMPLE_MODES = ('nearest', 'bilinear', 'bicubic', 'nearest-exact')
 
 DEFAULT_NORM_CFG = dict(type='BN')
@@ -177,9 +177,11 @@ class ASFFSource(nn.Module):
                                       norm_cfg=narrow_norm_cfg(norm_cfg, compress_c,
                                                                out_channels),
                                       act_cfg=act_cfg)
-        else:
+        elif weight_mode == 'simple':
             self.weight = nn.Conv2d(out_channels, 1, 1, bias=True)
-        self.weight_channels = compress_c if weight_mode == 'full' else 1
+        else:   # 'uniform' (control): no weight branch, the fusion uses 1/S
+            self.weight = None
+        self.weight_channels = {'full': compress_c, 'simple': 1, 'uniform': 0}[weight_mode]
 
     def forward(self, x: Tensor, size: Tuple[int, int]) -> Tensor:
         size = tuple(size)

@@ -93,7 +93,8 @@ class ASFFNeck(BaseModule):
     * weight prediction: the official code (and the issue) compresses each source to
       ``compress_c`` channels first (``weight_mode='full'``, default); the paper's
       wording "1x1 convolution layers" maps each source straight to its logit
-      (``'simple'``, ``n*C + n`` parameters).
+      (``'simple'``, ``n*C + n`` parameters). ``'uniform'`` is a control for
+      ablations: fixed weights ``1/n``, every resize and expand conv kept.
     * the official code upsamples with a fixed ``scale_factor``; we always interpolate
       to the exact target size, so padded odd sizes (P7 7x11 vs P6 13x21) work.
 
@@ -115,7 +116,7 @@ class ASFFNeck(BaseModule):
         inter_channels: fusion width per fused level (default the level's
             ``in_channels``, the official ``inter_dim``); an int or one per input level
             (entries of pass-through levels are ignored). Smaller is cheaper.
-        weight_mode: ``'full'`` (default) or ``'simple'``, see above.
+        weight_mode: ``'full'`` (default), ``'simple'`` or ``'uniform'`` (control), see above.
         compress_c: channels per source in ``'full'`` mode (official 16; 8 with rfb;
             YOLOX-PAI 2).
         finer_resize: ``'official'`` (max-pools + one stride-2 conv), ``'pool'`` (one

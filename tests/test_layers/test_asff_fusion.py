@@ -327,3 +327,30 @@ def test_fast_max_pool_equals_the_official_pool(hw):
     xr = x.clone().requires_grad_(True)
     F.max_pool2d(xr, 3, stride=2, padding=1).sum().backward()
     assert torch.equal(xg.grad, xr.grad)
+
+
+# --------------------------------------------------------------------------- uniform control
+
+
+def test_uniform_control_is_full_minus_the_weight_branch():
+    """``weight_mode='uniform'``: the same resize/expand convs as 'full' (same values under
+    the same seed), no weight branch, and ``y = expand(mean_n resize_n(x_n))``."""
+    torch.manual_seed(0)
+    full = build_levels([8, 12, 16], 1, weight_mode='full')
+    torch.manual_seed(0)
+    uni = build_levels([8, 12, 16], 1, weight_mode='uniform')
+    weight_params = n_params(full.weight_levels) + sum(n_params(s.weight)
+                                                       for s in full.sources.values())
+    assert n_params(uni) == n_params(full) - weight_params
+    assert uni.weight_levels is None and all(s.weight is None for s in uni.sources.values())
+    randomise_(uni).eval()
+    xs = [torch.randn(2, 8, 16, 20), torch.randn(2, 12, 8, 10), torch.randn(2, 16, 4, 5)]
+    set_fusion_weight_recording(uni, True)
+    out = uni(xs)
+    ref = uni.expand(sum(uni.sources[str(i)](xs[i], (8, 10)) for i in range(3)) / 3)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    (_, _, w), = list(iter_fusion_weight_maps(uni))
+    torch.testing.assert_close(w, torch.full((2, 3, 8, 10), 1 / 3))
+    uni.train()
+    uni(xs).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in uni.parameters())
