@@ -117,13 +117,15 @@ def register_hooks() -> None:
         from mmengine.registry import HOOKS
     except ImportError:
         return
+    from .engine.fusion_stats_hook import FusionStatsHook
     from .engine.weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
-    existing = HOOKS.module_dict.get('WeightsOnlyCheckpointHook')
-    if existing is None:
-        HOOKS.register_module(name='WeightsOnlyCheckpointHook', module=WeightsOnlyCheckpointHook)
-    elif existing is not WeightsOnlyCheckpointHook:
-        raise KeyError(f"'WeightsOnlyCheckpointHook' is already registered in mmengine's HOOKS "
-                       f'by {existing.__module__}.{existing.__qualname__}')
+    for hook in (WeightsOnlyCheckpointHook, FusionStatsHook):
+        existing = HOOKS.module_dict.get(hook.__name__)
+        if existing is None:
+            HOOKS.register_module(name=hook.__name__, module=hook)
+        elif existing is not hook:
+            raise KeyError(f"{hook.__name__!r} is already registered in mmengine's HOOKS "
+                           f'by {existing.__module__}.{existing.__qualname__}')
 
 
 def register_sync_bn(models) -> None:

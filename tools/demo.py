@@ -40,6 +40,8 @@ def parse_args(argv=None):
     p.add_argument('--num-train', type=int, default=None)
     p.add_argument('--num-val', type=int, default=None)
     p.add_argument('--num-vis', type=int, default=8, help='validation images in the PNG')
+    p.add_argument('--fusion-stats', type=int, default=None, metavar='N',
+                   help='log FINE/ASFF/BAFF statistics every N iterations (FusionStatsHook)')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE')
     return p.parse_args(argv)
 
@@ -140,8 +142,15 @@ def main(argv=None):
 
     print(f'[demo] training {osp.relpath(config, ROOT)} -> {work_dir}')
     train_args = train_tool['parse_args']([config, '--work-dir', work_dir, '--no-validate', *extra])
+    def configure():
+        cfg, scope = train_tool['configure'](train_args)
+        if args.fusion_stats:
+            cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+                dict(type='FusionStatsHook', interval=args.fusion_stats)]
+        return cfg, scope
+
     try:
-        runner, cfg, scope = build_runner(lambda: train_tool['configure'](train_args))
+        runner, cfg, scope = build_runner(configure)
     except USER_ERRORS as e:
         return report_user_error(e)
     t_train = time.time()
@@ -163,6 +172,9 @@ def main(argv=None):
     summary = dict(config=osp.relpath(config, ROOT), checkpoint=ckpt, predictions_png=png,
                    train_seconds=round(train_s, 1), total_seconds=round(total_s, 1),
                    metrics={k: float(v) for k, v in metrics.items()})
+    stats = [h.history for h in runner.hooks if type(h).__name__ == 'FusionStatsHook']
+    if stats:
+        summary['fusion_stats'] = stats[0]
     with open(osp.join(work_dir, 'demo_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     print('\n' + '=' * 72)

@@ -15,7 +15,7 @@ def test_compare_two_configs_two_seeds(tmp_path, repo_root, tool, det_config):
     work = tmp_path / 'cmp'
     proc = tool(['tools/analysis/compare_necks.py', fpn, fine, '--seeds', '0', '1',
                  '--jobs', '2', '--iters', '2', '--num-train', '8', '--num-val', '4',
-                 '--num-vis', '1', '--work-dir', str(work)])
+                 '--num-vis', '1', '--fusion-stats', '1', '--work-dir', str(work)])
     table = json.load(open(work / 'comparison.json'))
     assert table['seeds'] == [0, 1]
     assert table['metrics'] == ['coco/bbox_mAP', 'coco/bbox_mAP_s']
@@ -31,7 +31,18 @@ def test_compare_two_configs_two_seeds(tmp_path, repo_root, tool, det_config):
     assert d['mean_diff'] == pytest.approx(sum(b) / 2 - sum(a) / 2)
     assert d['ci_low'] <= d['mean_diff'] <= d['ci_high']
     assert d['verdict'] in ('separated (better)', 'separated (worse)', 'not separated')
-    assert 'verdict' in (work / 'comparison.md').read_text()
+    md = (work / 'comparison.md').read_text()
+    assert 'verdict' in md
+    # FINE's modulation was measured at both iterations; the FPN baseline has no recorder
+    assert table['configs'][fpn]['fusion_stats'] == {}
+    stats = table['configs'][fine]['fusion_stats']
+    m_keys = [k for k in stats if k.endswith('/M_abs')]
+    assert len(m_keys) == 2, stats   # the two FINE steps of the quickstart FINEFPN
+    for k in m_keys:
+        assert [it for it, _ in stats[k]] == [1, 2]
+        # zero-initialised modulation (identity at init), moved by the first update
+        assert stats[k][0][1] == 0 and stats[k][1][1] > 0
+    assert 'Fusion statistics of `tiny_fine`' in md
     assert 'paired difference' in proc.stdout
     # every run was trained with its own seed
     for s in (0, 1):

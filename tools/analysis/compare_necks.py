@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument('--num-train', type=int, default=None)
     p.add_argument('--num-val', type=int, default=None)
     p.add_argument('--num-vis', type=int, default=2)
+    p.add_argument('--fusion-stats', type=int, default=None, metavar='N',
+                   help='log FINE |M| / ASFF and BAFF weight statistics every N iterations '
+                        '(FusionStatsHook) and report them per config')
     p.add_argument('--task', choices=('det', 'seg'), default=None,
                    help='data the demo generates when missing (default: from the config name)')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
@@ -81,7 +84,7 @@ def demo_command(args, config: str, seed: int, out: str) -> List[str]:
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--config', config,
            '--work-dir', out, '--num-vis', str(args.num_vis)]
     cmd += ['--task', task_of(args, config)]
-    for key in ('iters', 'num_train', 'num_val'):
+    for key in ('iters', 'num_train', 'num_val', 'fusion_stats'):
         value = getattr(args, key)
         if value is not None:
             cmd += [f'--{key.replace("_", "-")}', str(value)]
@@ -131,6 +134,17 @@ def default_metrics(summary: Dict) -> Sequence[str]:
     return DET_METRICS if 'coco/bbox_mAP' in summary['metrics'] else SEG_METRICS
 
 
+def mean_fusion_stats(summaries: Sequence[Dict]) -> Dict[str, list]:
+    """``key -> [[iteration, mean over seeds], ...]`` of the runs' FusionStatsHook logs."""
+    series: Dict[str, Dict[int, list]] = {}
+    for summary in summaries:
+        for key, points in (summary.get('fusion_stats') or {}).items():
+            for it, value in points:
+                series.setdefault(key, {}).setdefault(int(it), []).append(float(value))
+    return {key: [[it, sum(v) / len(v)] for it, v in sorted(pts.items())]
+            for key, pts in sorted(series.items())}
+
+
 def compare(results: Dict[str, Dict[int, Dict]], configs: Sequence[str], seeds: Sequence[int],
             metrics: Sequence[str], method: str = 't', confidence: float = 0.95) -> Dict:
     """Per-seed values, summaries and paired differences against ``configs[0]``."""
@@ -146,7 +160,8 @@ def compare(results: Dict[str, Dict[int, Dict]], configs: Sequence[str], seeds: 
             vals = [float(results[c][s]['metrics'][m]) for s in seeds]
             per_metric[m] = dict(values=vals, **summarize(vals))
         wall = [results[c][s].get('total_seconds', float('nan')) for s in seeds]
-        table['configs'][c] = dict(metrics=per_metric, total_seconds=wall)
+        table['configs'][c] = dict(metrics=per_metric, total_seconds=wall,
+                                   fusion_stats=mean_fusion_stats([results[c][s] for s in seeds]))
     base = configs[0]
     for c in configs[1:]:
         table['differences'][c] = {}
@@ -181,6 +196,17 @@ def format_markdown(table: Dict, configs: Sequence[str]) -> str:
                 row += (f"{d['mean_diff']:+.4g} [{d['ci_low']:+.4g}, {d['ci_high']:+.4g}] | "
                         f"{d['verdict']} |")
             lines.append(row)
+        lines.append('')
+    for c in configs:
+        stats = table['configs'][c].get('fusion_stats') or {}
+        if not stats:
+            continue
+        lines += [f'Fusion statistics of `{name[c]}` over training (mean over seeds; '
+                  f'iteration: value):', '']
+        for key, points in stats.items():
+            shown = points if len(points) <= 6 else [points[0], *points[1:-1][::max(
+                1, (len(points) - 2) // 4)][:4], points[-1]]
+            lines.append(f'- {key}: ' + ', '.join(f'{it}: {v:.4g}' for it, v in shown))
         lines.append('')
     return '\n'.join(lines)
 
