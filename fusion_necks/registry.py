@@ -118,8 +118,9 @@ def register_hooks() -> None:
     except ImportError:
         return
     from .engine.fusion_stats_hook import FusionStatsHook
+    from .engine.progress_hook import ProgressBarHook
     from .engine.weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
-    for hook in (WeightsOnlyCheckpointHook, FusionStatsHook):
+    for hook in (WeightsOnlyCheckpointHook, FusionStatsHook, ProgressBarHook):
         existing = HOOKS.module_dict.get(hook.__name__)
         if existing is None:
             HOOKS.register_module(name=hook.__name__, module=hook)

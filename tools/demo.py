@@ -144,6 +144,8 @@ def main(argv=None):
     train_args = train_tool['parse_args']([config, '--work-dir', work_dir, '--no-validate', *extra])
     def configure():
         cfg, scope = train_tool['configure'](train_args)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+            dict(type='ProgressBarHook')]
         if args.fusion_stats:
             cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
                 dict(type='FusionStatsHook', interval=args.fusion_stats)]

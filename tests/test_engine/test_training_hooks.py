@@ -1,4 +1,4 @@
-"""FusionStatsHook / fusion_statistics: the logged numbers against direct computations."""
+"""FusionStatsHook (logged numbers against direct computations) and ProgressBarHook."""
 from types import SimpleNamespace
 
 import pytest
@@ -70,3 +70,21 @@ def test_hook_logs_at_the_first_and_every_interval_iteration():
     assert {k for k, _ in logged} == {'train/' + k for k in hook.history}
     with pytest.raises(ValueError, match='interval'):
         FusionStatsHook(interval=0)
+
+
+def test_progress_bar_lines_and_eta():
+    import io
+    from fusion_necks.engine.progress_hook import ProgressBarHook, progress_line
+    line = progress_line(225, 450, 225 * 1.31)
+    assert '|##########----------|' in line and '225/450' in line and '50%' in line
+    assert '1.31 s/it' in line and 'ETA 4:55' in line    # 225 * 1.31 s = 294.75 s
+    out = io.StringIO()    # not a terminal: a line every 25% and at the end
+    hook = ProgressBarHook(stream=out, every_percent=25)
+    runner = SimpleNamespace(iter=0, max_iters=8)
+    hook.before_train(runner)
+    for it in range(8):
+        runner.iter = it
+        hook.after_train_iter(runner, it)
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[2] for ln in lines] == ['1/8', '3/8', '5/8', '7/8', '8/8']
+    assert '100%' in lines[-1]
