@@ -1,8 +1,9 @@
 # fusion-necks: the two commands a new user needs, and a few more.
-#   make demo            install if needed, then train + evaluate the quickstart detector
+#   make demo            install if needed, then train + evaluate the quickstart detector (~13 min)
 #   make test            install if needed, then run the test suite (what CI runs)
 PY    := .venv/bin/python
 NECK  ?= fpn
+RECIPE ?= fast
 TASK  ?= det
 PYTEST_ARGS ?=
 
@@ -15,7 +16,7 @@ install:
 	@bash tools/install.sh
 
 demo: install
-	$(PY) tools/demo.py --task $(TASK) --neck $(NECK)
+	$(PY) tools/demo.py --task $(TASK) --neck $(NECK) --recipe $(RECIPE)
 
 demo-seg: install
 	$(PY) tools/demo.py --task seg --neck $(NECK)

@@ -1,5 +1,5 @@
 # Capacity control for the ASFF quickstart (./retinanet_r18_asff_synth-coco.py): the same
-# ASFF neck with its fusion weights fixed to 1/3 (`weight_mode='uniform'`, no weight
+# ASFF neck with its fusion weights fixed to 1/5 (`weight_mode='uniform'`, no weight
 # branch), so that every resize and expand conv ASFF adds is still there. FPN vs this
 # control vs ASFF tells the extra convs from the adaptive weights
 # (tools/analysis/compare_necks.py; README "ASFF").

@@ -64,8 +64,11 @@ def _without_neck(cfg):
 def test_demo_switch_picks_the_asff_quickstart():
     import runpy
     demo = runpy.run_path(osp.join(ROOT, 'tools', 'demo.py'))
-    assert demo['quickstart_config']('det', 'asff') == osp.join(
+    assert demo['quickstart_config']('det', 'asff', 'long') == osp.join(
         QS, 'retinanet_r18_asff_synth-coco.py')
+    for neck in ('asff', 'asff-uniform'):
+        assert demo['quickstart_config']('det', neck) == osp.join(
+            QS, f'retinanet_r18_{neck}_synth-coco-fast.py')
 
 
 @pytest.mark.parametrize('name', sorted(PAIRS))

@@ -58,11 +58,16 @@ def test_demo_one_word_switch_finds_the_fine_configs():
     import runpy
     demo = runpy.run_path(osp.join(ROOT, 'tools', 'demo.py'))
     assert demo['quickstart_config']('det', 'fine') == osp.join(
+        QS, 'retinanet_r18_fine_synth-coco-fast.py')
+    assert demo['quickstart_config']('det', 'fine', 'long') == osp.join(
         QS, 'retinanet_r18_fine_synth-coco.py')
     assert demo['quickstart_config']('seg', 'fine') == osp.join(
         QS, 'sem-fpn_r18_fine_synth-cityscapes.py')
-    assert demo['quickstart_config']('det', 'fine-xavier') == osp.join(
+    assert demo['quickstart_config']('det', 'fine-xavier', 'long') == osp.join(
         QS, 'retinanet_r18_fine-xavier_synth-coco.py')
+    with pytest.raises(SystemExit, match="available necks for --task det: asff, asff-uniform, "
+                                         "fine, fpn"):
+        demo['quickstart_config']('det', 'fine-xavier')
 
 
 @pytest.mark.parametrize('name,official', [
