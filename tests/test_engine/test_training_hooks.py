@@ -88,3 +88,12 @@ def test_progress_bar_lines_and_eta():
     lines = out.getvalue().splitlines()
     assert [ln.split()[2] for ln in lines] == ['1/8', '3/8', '5/8', '7/8', '8/8']
     assert '100%' in lines[-1]
+
+
+def test_hooks_are_registered_for_configs():
+    import fusion_necks.registry  # noqa: F401  (the configs' custom_imports entry)
+    from mmengine.registry import HOOKS
+    from fusion_necks.engine.progress_hook import ProgressBarHook
+    assert HOOKS.get('FusionStatsHook') is FusionStatsHook
+    assert HOOKS.get('ProgressBarHook') is ProgressBarHook
+    assert isinstance(HOOKS.build(dict(type='FusionStatsHook', interval=5)), FusionStatsHook)
