@@ -38,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument('--task', choices=sorted(TASKS), default='det')
     p.add_argument('--neck', default='fpn', help='neck of the quickstart config (one word)')
     p.add_argument('--recipe', choices=('fast', 'long'), default='fast',
-                   help='detection: fast (450 iterations, 64 channels, ~13 min) or long '
+                   help='detection: fast (900 iterations of batch 4, 64 channels) or long '
                         '(1500 iterations, 128 channels); segmentation has one recipe')
     p.add_argument('--config', default=None, help='any quickstart config instead of --neck')
     p.add_argument('--work-dir', default=None)
