@@ -1,5 +1,5 @@
 # fusion-necks: the two commands a new user needs, and a few more.
-#   make demo            install if needed, then train + evaluate the quickstart detector (~13 min)
+#   make demo            install if needed, then train + evaluate the quickstart detector (~12 min)
 #   make test            install if needed, then run the test suite (what CI runs)
 PY    := .venv/bin/python
 NECK  ?= fpn

@@ -1,6 +1,6 @@
 """The quickstart, end to end on a CPU: data, training, evaluation, a picture.
 
-    python tools/demo.py                    # RetinaNet R-18 + FPN on synthetic COCO (~13 min)
+    python tools/demo.py                    # RetinaNet R-18 + FPN on synthetic COCO (~12 min)
     python tools/demo.py --neck fine        # ... with another neck (one word)
     python tools/demo.py --recipe long      # the 1500-iteration recipe (~55 min)
     python tools/demo.py --task seg         # Semantic FPN R-18 on synthetic Cityscapes

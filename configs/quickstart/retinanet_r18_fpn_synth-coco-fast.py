@@ -1,5 +1,5 @@
 # Quickstart / `make demo` (the fast recipe): RetinaNet R-18 + FPN from scratch on the
-# synthetic COCO set in about 13 minutes on a 2-core CPU (data, training, evaluation).
+# synthetic COCO set in about 12 minutes on a 2-core CPU (data, training, evaluation).
 # The 1500-iteration recipe (./retinanet_r18_fpn_synth-coco.py, `make demo RECIPE=long`,
 # ~55 min) with what measurement showed buys the most mAP per CPU second
 # (README "Quickstart"; every candidate trained with the same data and seed):
