@@ -78,9 +78,7 @@ class FusionStatsHook(_hook_base()):
             return
         model = self._model(runner)
         stats = fusion_statistics(model)
-        set_fusion_weight_recording(model, False)
-        for module in model.modules():   # drop the recorded maps (memory)
-            module.__dict__.pop('_fusion_weight_maps', None)
+        set_fusion_weight_recording(model, False)   # also drops the recorded maps
         for key, value in stats.items():
             runner.message_hub.update_scalar(f'train/{key}', value)
             self.history.setdefault(key, []).append((runner.iter + 1, value))
