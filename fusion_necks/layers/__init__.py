@@ -4,7 +4,10 @@ from .asff_source import ASFFSource
 from .baff import BAFF
 from .cross_level_attention import CrossLevelAttention
 from .fine import FINE
-from .fusion_weights import (FusionWeightRecorder, iter_fusion_weight_maps,
-                             set_fusion_weight_recording)
+from .fusion_weights import (fusion_weight_maps, iter_fusion_weight_maps, record_fusion_maps,
+                             register_fusion_map_hooks, set_fusion_weight_recording,
+                             store_fusion_map)
 
-__all__ = ['ASFFLevelFusion', 'ASFFSource', 'BAFF', 'CrossLevelAttention', 'FINE', 'FusionWeightRecorder', 'iter_fusion_weight_maps', 'set_fusion_weight_recording']
+__all__ = ['ASFFLevelFusion', 'ASFFSource', 'BAFF', 'CrossLevelAttention', 'FINE', 'fusion_weight_maps',
+           'iter_fusion_weight_maps', 'record_fusion_maps', 'register_fusion_map_hooks',
+           'set_fusion_weight_recording', 'store_fusion_map']

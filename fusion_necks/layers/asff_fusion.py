@@ -15,12 +15,11 @@ from torch import Tensor, nn
 
 from .asff_source import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ASFFSource, check_choice)
 from .conv_norm_act import ConvNormAct
-from .fusion_weights import FusionWeightRecorder
 
 LEVEL_ORDERS = ('fine_to_coarse', 'coarse_to_fine')
 
 
-class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
+class ASFFLevelFusion(nn.Module):
     """Adaptively spatial feature fusion for one target level of an N-level pyramid.
 
     For the target level ``l`` and each source ``n`` in ``source_levels``
@@ -40,9 +39,10 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
     ``alpha = softmax(lambda, dim=1)`` (per pixel, over the sources), the fused map
     ``y = sum_n alpha[:, n:n+1] * x^{n->l}`` (one scalar per pixel and source,
     broadcast over channels) and the ``expand`` ConvNormAct (k x k, ``C_l -> C_out``;
-    the official 3x3 that feeds the YOLOv3 head). The softmax weights are recorded
-    (``B x S x H_l x W_l``, sources in ``source_levels`` order) when
-    ``record_fusion_weights`` is on (:mod:`fusion_necks.layers.fusion_weights`).
+    the official 3x3 that feeds the YOLOv3 head). The softmax weights
+    (``B x S x H_l x W_l``, sources in ``source_levels`` order) pass through the identity
+    ``weights_tap``, where the recording tools hook in
+    (:func:`~fusion_necks.layers.set_fusion_weight_recording`).
 
     Args:
         in_channels: channels of every input level, in input order (N entries).
@@ -140,6 +140,8 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
                                       norm_cfg=norm_cfg, act_cfg=act_cfg)
         else:
             self.expand = nn.Identity()
+        # an identity where the recording tools hook in (layers/fusion_weights.py)
+        self.weights_tap = nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -182,7 +184,7 @@ class ASFFLevelFusion(nn.Module, FusionWeightRecorder):
         else:   # 'uniform'
             x0 = resized[0]
             weights = x0.new_full((x0.shape[0], len(resized), *size), 1.0 / len(resized))
-        self._record_fusion_weights('weights', weights)
+        weights = self.weights_tap(weights)
         # y = sum_n alpha_n * x^{n->l}, accumulated in place (one buffer instead of 2S-1;
         # autograd-safe: mul and addcmul keep their inputs, not their output)
         fused = resized[0] * weights[:, 0:1]

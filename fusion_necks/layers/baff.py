@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fusion_weights import FusionWeightRecorder
 
 BAFF_WEIGHT_NETS = ('conv3d', 'conv2d')
 
@@ -52,7 +51,7 @@ class PairVolumeConv3d(nn.Conv3d):
         return out.reshape(b, depth // 2, *out.shape[1:]).transpose(1, 2)
 
 
-class BAFF(FusionWeightRecorder, nn.Module):
+class BAFF(nn.Module):
     """Block Adaptive Feature Fusion of a shallow map ``S`` and a deep map ``D``.
 
     ``out = w * S + (1 - w) * D`` with one learned weight ``w`` in (0, 1) per
@@ -94,9 +93,10 @@ class BAFF(FusionWeightRecorder, nn.Module):
     ``ceil(H / b) x ceil(W / b)``. Blocks are anchored at the top-left pixel; the last
     block row/column is truncated to the image (``H - b * (ceil(H / b) - 1)`` rows).
 
-    The weight map ``B x 1 x H x W`` (at the resolution of ``S``, constant per block) is
-    recorded as ``'weights'`` when fusion-weight recording is on
-    (:func:`~fusion_necks.layers.set_fusion_weight_recording`), and returned by
+    The weight map ``B x 1 x H x W`` (at the resolution of ``S``, constant per block) passes
+    through the identity ``weights_tap``, where the recording tools hook in
+    (:func:`~fusion_necks.layers.set_fusion_weight_recording`, map ``'weights'``), and is
+    returned by
     ``forward(..., return_weights=True)``.
 
     Args:
@@ -172,6 +172,8 @@ class BAFF(FusionWeightRecorder, nn.Module):
             stages.append(nn.ReLU(inplace=True))
         self.stages = nn.Sequential(*stages)
         self.weight_logit = nn.Conv2d(mid_channels, 1, 1)
+        # an identity where the recording tools hook in (layers/fusion_weights.py)
+        self.weights_tap = nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -210,7 +212,7 @@ class BAFF(FusionWeightRecorder, nn.Module):
                              f'{tuple(shallow.shape)}')
         weights = self.expand_block_weights(self.block_weights(shallow, deep),
                                             shallow.shape[-2:])
-        self._record_fusion_weights('weights', weights)
+        weights = self.weights_tap(weights)
         out = weights * shallow + (1 - weights) * deep
         if return_weights:
             return out, weights

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from .block_ops import block_avg_pool, block_residual_modulate
 from .cross_level_attention import CrossLevelAttention
-from .fusion_weights import FusionWeightRecorder
 from .token_sampling import TOKEN_SAMPLING_MODES, TokenSampler
 
 # attention -> (AATS token sampling?, grouping, kernel)
@@ -118,7 +117,7 @@ def default_heads_message(channels: int, heads: int) -> str:
             f'(fine_cfg in FINEFPN) to choose.')
 
 
-class FINE(nn.Module, FusionWeightRecorder):
+class FINE(nn.Module):
     """Aligns a low-level map with its high-level neighbour: ``FINE(F_low, F_high)``.
 
     Default (the paper, Fig. 2):
@@ -178,8 +177,8 @@ class FINE(nn.Module, FusionWeightRecorder):
     ``zeros_init=False`` gives that Xavier reading. ``'direct'`` and ``'none'`` keep a
     Xavier ``W_O`` by default: there a zero ``M`` would switch ``F_low`` off.
 
-    When fusion-weight recording is on (:func:`set_fusion_weight_recording`), the last
-    forward pass keeps (Figure 8): ``'high'`` ``B x C x H_high x W_high`` (``F_high``),
+    The recording tools (:func:`~fusion_necks.layers.set_fusion_weight_recording`, forward
+    hooks; nothing in this module) keep from the last forward pass (Figure 8): ``'high'`` ``B x C x H_high x W_high`` (``F_high``),
     ``'low'`` ``B x C x H x W`` (``F_low``), ``'M'`` ``B x C x H x W`` (the upsampled
     modulation map) and ``'aligned'`` ``B x C x H x W`` (the output).
 
@@ -303,7 +302,7 @@ class FINE(nn.Module, FusionWeightRecorder):
         f = self.up_factor
         return (self.sampled and f > 1 and self.pooling == 'avg'
                 and self.upsample_mode == 'nearest' and self.modulation == 'residual'
-                and h % f == 0 and w % f == 0 and not self.record_fusion_weights)
+                and h % f == 0 and w % f == 0)
 
     def forward(self, low: Tensor, high: Tensor) -> Tensor:
         if low.dim() != 4 or high.dim() != 4:
@@ -314,15 +313,8 @@ class FINE(nn.Module, FusionWeightRecorder):
             raise ValueError(f'FINE(channels={self.channels}) expects low and high of shape '
                              f'B x {self.channels} x H x W with the same B, got low '
                              f'{tuple(low.shape)} and high {tuple(high.shape)}')
-        recording = self.record_fusion_weights
-        if recording:
-            self._record_fusion_weights('high', high)
-            self._record_fusion_weights('low', low)
-
         if not self.sampled:
             m = self.attn(low, high)                               # M at full resolution
-            if recording:
-                self._record_fusion_weights('M', m)
             out = self._modulate(low, m)
         elif self._lean_path(h, w):
             # the paper's default (avg pooling, nearest Up, residual modulation) with
@@ -336,19 +328,14 @@ class FINE(nn.Module, FusionWeightRecorder):
             m_hat = self.attn(self.low_sampler(low), self.high_sampler(high))  # Eqs. 4-7
             f = self.up_factor
             if (self.upsample_mode == 'nearest' and self.modulation != 'none'
-                    and h % f == 0 and w % f == 0 and not recording):
+                    and h % f == 0 and w % f == 0):
                 # Eqs. 8-9 without materialising M: each token's modulation broadcasts
                 # over its f x f block of low pixels (same numbers as the general path).
                 low6 = low.reshape(b, c, h // f, f, w // f, f)
                 m6 = m_hat.reshape(b, c, h // f, 1, w // f, 1)
                 out = self._modulate(low6, m6).reshape(b, c, h, w)
             else:
-                m = self.upsample(m_hat, h, w)
-                if recording:
-                    self._record_fusion_weights('M', m)
-                out = self._modulate(low, m)
-        if recording:
-            self._record_fusion_weights('aligned', out)
+                out = self._modulate(low, self.upsample(m_hat, h, w))
         return out
 
     def extra_repr(self) -> str:

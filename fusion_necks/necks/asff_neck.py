@@ -19,6 +19,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from fusion_necks.layers.asff_fusion import LEVEL_ORDERS, ASFFLevelFusion
+from fusion_necks.layers.fusion_weights import fusion_weight_maps
 from fusion_necks.layers.asff_source import (COARSER_CONV_MODES, FINER_RESIZE_MODES,
                                              UPSAMPLE_MODES, WEIGHT_MODES, check_choice)
 
@@ -277,7 +278,7 @@ class ASFFNeck(BaseModule):
         """
         out = {}
         for lvl in self.fuse_levels:
-            maps = self.fusions[str(lvl)].fusion_weight_maps()
+            maps = fusion_weight_maps(self.fusions[str(lvl)])
             if 'weights' in maps:
                 out[self.level_names[lvl]] = maps['weights']
         return out

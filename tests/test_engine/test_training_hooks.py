@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fusion_necks.engine.fusion_stats_hook import FusionStatsHook, fusion_statistics
-from fusion_necks.layers import ASFFLevelFusion, BAFF, FINE
+from fusion_necks.layers import ASFFLevelFusion, BAFF, FINE, fusion_weight_maps
 
 
 class Net(nn.Module):
@@ -64,7 +64,9 @@ def test_hook_logs_at_the_first_and_every_interval_iteration():
         hook.before_train_iter(runner, it)
         net(xs)
         hook.after_train_iter(runner, it)
-        assert not net.fine.record_fusion_weights   # switched off again after each pass
+        # switched off again after each pass: no hooks left, no maps kept
+        assert not net.fine._forward_hooks and not net.fine.attn._forward_hooks
+        assert fusion_weight_maps(net.fine) == {}
     its = [it for it, _ in hook.history['fusion/fine/M_abs']]
     assert its == [1, 3, 6]
     assert {k for k, _ in logged} == {'train/' + k for k in hook.history}

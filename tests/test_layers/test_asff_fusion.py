@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusion_necks.layers import (ASFFLevelFusion, ASFFSource, iter_fusion_weight_maps,
-                                 set_fusion_weight_recording)
+from fusion_necks.layers import (ASFFLevelFusion, ASFFSource, fusion_weight_maps,
+                                 iter_fusion_weight_maps, set_fusion_weight_recording)
 from fusion_necks.layers.conv_norm_act import ConvNormAct
 
 # 800x1333 padded to 32 -> 800x1344; strides 8..128 (P3..P7)
@@ -118,7 +118,7 @@ def test_softmax_weights_sum_to_one_everywhere(weight_mode):
 def test_recording_off_by_default_and_return_type_unchanged():
     m = build_levels([4, 4], 0).eval()
     out = m([torch.randn(1, 4, 8, 8), torch.randn(1, 4, 4, 4)])
-    assert isinstance(out, torch.Tensor) and m.fusion_weight_maps() == {}
+    assert isinstance(out, torch.Tensor) and fusion_weight_maps(m) == {}
 
 
 def _cna(x, block: ConvNormAct, stride=1, pad=0, bn=True, slope=0.1):
@@ -265,7 +265,7 @@ def test_fusion_limit_and_labels():
     assert m.fusion_source_labels == ['b', 'c', 'd'] and m.fusion_target_label == 'c'
     set_fusion_weight_recording(m)
     m([torch.randn(1, 4, 2**(5 - i), 2**(5 - i)) for i in range(5)])
-    assert m.fusion_weight_maps()['weights'].shape == (1, 3, 8, 8)
+    assert fusion_weight_maps(m)['weights'].shape == (1, 3, 8, 8)
 
 
 @pytest.mark.parametrize('kwargs, match', [

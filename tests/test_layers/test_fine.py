@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fusion_necks.layers import FINE, set_fusion_weight_recording
+from fusion_necks.layers import FINE, fusion_weight_maps, set_fusion_weight_recording
 from fusion_necks.layers.cross_level_attention import CrossLevelAttention
 from fusion_necks.layers.token_sampling import TokenSampler
 
@@ -398,17 +398,37 @@ def test_recording_for_figure_8():
     m = FINE(16, kernel_size=2, head_dim=8, zeros_init=False)
     low, high = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 6, 8)
     out = m(low, high)
-    assert m.fusion_weight_maps() == {}
+    assert fusion_weight_maps(m) == {}
     assert set_fusion_weight_recording(m, True) == 1
     out_rec = m(low, high)
     torch.testing.assert_close(out_rec, out)        # recording does not change the output
-    maps = m.fusion_weight_maps()
+    maps = fusion_weight_maps(m)
     assert set(maps) == {'high', 'low', 'M', 'aligned'}
     assert torch.equal(maps['high'], high) and torch.equal(maps['low'], low)
     assert maps['M'].shape == low.shape
     torch.testing.assert_close(maps['aligned'], low * maps['M'] + low)
     set_fusion_weight_recording(m, False)
-    assert m.fusion_weight_maps() == {}
+    assert fusion_weight_maps(m) == {} and not m._forward_hooks and not m.attn._forward_hooks
+
+
+@pytest.mark.parametrize('kwargs', [dict(), dict(kernel_size=2), dict(attention='vanilla'),
+                                    dict(upsample_mode='bilinear'), dict(modulation='direct')])
+def test_recorded_m_is_the_modulation_of_every_path(kwargs):
+    """The hooks rebuild M from the attention output; on the fast paths (lean
+    block ops, broadcast over blocks) M is never materialised by the module."""
+    from fusion_necks.layers import record_fusion_maps
+    torch.manual_seed(0)
+    m = FINE(16, head_dim=8, zeros_init=False, **kwargs).eval()
+    low, high = torch.randn(2, 16, 12, 16), torch.randn(2, 16, 6, 8)
+    with record_fusion_maps(m) as n:
+        assert n == 1
+        out = m(low, high)
+        maps = fusion_weight_maps(m)
+    assert torch.equal(maps['aligned'], out)
+    assert maps['M'].shape == low.shape
+    ref = low * maps['M'] + low if m.modulation == 'residual' else low * maps['M']
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    assert fusion_weight_maps(m) == {}
 
 
 # --------------------------------------------------------------------------- bad input

@@ -143,7 +143,7 @@ def test_maps_go_back_to_the_original_image(tool):
 
 def test_model_without_recorders_is_reported(tool):
     from torch import nn
-    with pytest.raises(RuntimeError, match='no FusionWeightRecorder'):
+    with pytest.raises(RuntimeError, match='no fusion module'):
         tool.record_fusion_weights(nn.Conv2d(1, 1, 1), {})
 
 
@@ -154,15 +154,22 @@ def test_any_recorder_is_drawn(tool, tmp_path):
 
     from torch import nn
 
-    from fusion_necks.layers import FusionWeightRecorder
+    from fusion_necks.layers import register_fusion_map_hooks, store_fusion_map
 
-    class Recorder(nn.Module, FusionWeightRecorder):
+    class Recorder(nn.Module):
         def forward(self, x):
-            self._record_fusion_weights('weights', torch.sigmoid(x[:, :1, ::4, ::4]))
-            self._record_fusion_weights('flat', torch.sigmoid(x[:, 0, ::8, ::8]))
-            self._record_fusion_weights('offsets', x[:, :2, ::8, ::8] * 5)
-            self._record_fusion_weights('tokens', x[:, :1, :4, :4, None])
             return x
+
+    def build(module):
+        def hook(_m, args, _out):
+            x = args[0]
+            store_fusion_map(module, 'weights', torch.sigmoid(x[:, :1, ::4, ::4]))
+            store_fusion_map(module, 'flat', torch.sigmoid(x[:, 0, ::8, ::8]))
+            store_fusion_map(module, 'offsets', x[:, :2, ::8, ::8] * 5)
+            store_fusion_map(module, 'tokens', x[:, :1, :4, :4, None])
+        return [module.register_forward_hook(hook)]
+
+    register_fusion_map_hooks(Recorder, build)
 
     class Model(nn.Module):
         def __init__(self):

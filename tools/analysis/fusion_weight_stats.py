@@ -4,7 +4,8 @@ source inside the ground-truth boxes of small, medium and large objects, per fus
     python tools/analysis/fusion_weight_stats.py CONFIG CHECKPOINT [--num-images 200]
            [--json FILE] [--cfg-options KEY=VALUE ...]
 
-For every module that records multi-source weights (``FusionWeightRecorder``, e.g. one
+For every module with recorded multi-source weights (forward hooks of
+``fusion_necks.layers.set_fusion_weight_recording``, e.g. one
 ASFF fusion per level: ``B x S x H x W`` softmax weights), every image of the config's
 test set goes through the test pipeline and one ``mode='tensor'`` forward. For each
 ground-truth box, the weights of the feature pixels whose centres lie inside the box
@@ -84,7 +85,7 @@ def collect(model, dataset, num_images: int) -> Dict[str, dict]:
 
     from fusion_necks.layers import iter_fusion_weight_maps, set_fusion_weight_recording
     if set_fusion_weight_recording(model, True) == 0:
-        raise RuntimeError('the model contains no FusionWeightRecorder module (ASFF, ...)')
+        raise RuntimeError('the model contains no fusion module (ASFF, ...)')
     modules = dict(model.named_modules())
     sums: Dict[str, Dict[str, np.ndarray]] = {}
     counts: Dict[str, Dict[str, int]] = {}

@@ -7,7 +7,8 @@
 Runs the model of CONFIG (an mmdet detector or an mmseg segmentor whose neck has FINE
 blocks, e.g. ``configs/fine/*``) with the weights of CHECKPOINT on IMAGE through the
 config's test pipeline, records for each FINE block ``F_high``, ``F_low``, the upsampled
-modulation map ``M`` and ``F_low^aligned`` (FusionWeightRecorder), and writes to
+modulation map ``M`` and ``F_low^aligned`` (forward hooks of
+``fusion_necks.layers.set_fusion_weight_recording``), and writes to
 ``--out-dir`` (default ``work_dirs/visualize_fine``):
 
 - ``<image>_<stage>_<map>.png``: the heatmap of one map, resized to the image and
@@ -113,8 +114,9 @@ def run(model, scope: str, image: str):
     blocks = fine_blocks(model)
     if not blocks:
         raise RuntimeError('the model has no FINE block (is the neck FINEFPN?)')
+    from fusion_necks.layers import fusion_weight_maps, set_fusion_weight_recording
     for m in blocks.values():
-        m.record_fusion_weights = True
+        set_fusion_weight_recording(m, True)
     seen = {}
 
     def grab_input(_module, args):
@@ -131,10 +133,10 @@ def run(model, scope: str, image: str):
                 sample = inference_model(model, image)
     finally:
         handle.remove()
+        maps = {name: {k: v[0] for k, v in fusion_weight_maps(m).items()}
+                for name, m in blocks.items()}
         for m in blocks.values():
-            m.record_fusion_weights = False
-    maps = {name: {k: v[0] for k, v in m.fusion_weight_maps().items()}
-            for name, m in blocks.items()}
+            set_fusion_weight_recording(m, False)
     meta = sample.metainfo
     return maps, tuple(meta['img_shape'][:2]), seen['input_shape'], tuple(meta['ori_shape'][:2])
 

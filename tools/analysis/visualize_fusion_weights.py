@@ -1,10 +1,10 @@
-"""Draw the learned fusion weights of every recorder module over an image.
+"""Draw the learned fusion weights of every fusion module over an image.
 
     python tools/analysis/visualize_fusion_weights.py CONFIG CHECKPOINT IMAGE \
         [--out-dir DIR] [--alpha 0.5] [--max-panels 16] [--cfg-options KEY=VALUE ...]
 
-Works for any mmdet or mmseg config whose model contains modules that mix in
-``fusion_necks.layers.FusionWeightRecorder`` (ASFF: one per fused level, B x N x H x W
+Works for any mmdet or mmseg config whose model contains fusion modules that
+``fusion_necks.layers.set_fusion_weight_recording`` hooks (ASFF: one per fused level, B x N x H x W
 softmax weights; BAFF: B x 1 x H x W sigmoid weights; ...). The image goes through
 the config's test pipeline and data preprocessor, the model runs one forward
 (``mode='tensor'``: the whole padded image at once, whatever the test mode), and for
@@ -117,7 +117,7 @@ def record_fusion_weights(model, data) -> List[Tuple[str, str, object]]:
 
     from fusion_necks.layers import iter_fusion_weight_maps, set_fusion_weight_recording
     if set_fusion_weight_recording(model, True) == 0:
-        raise RuntimeError('the model contains no FusionWeightRecorder module '
+        raise RuntimeError('the model contains no fusion module '
                            '(ASFF, BAFF, ...): nothing to visualise')
     try:
         with torch.no_grad():
