@@ -67,13 +67,13 @@ def kept_tokens(model: AutoFocusFormer, x: torch.Tensor,
     """Tokens kept by the first downsampling, as canvas cell ids, and score statistics."""
     was_training = model.training
     model.eval()
-    stage = model.forward_stages(x)[0]
+    stage, down = model.forward_stages(x)[0]
     model.train(was_training)
-    w = stage['canvas'][1]
-    lin = stage['pos'][..., 1] * w + stage['pos'][..., 0]  # B x N (stage-1 order)
-    kept = lin.gather(1, stage['kept_idx'])
+    w = stage.canvas[1]
+    lin = stage.pos[..., 1] * w + stage.pos[..., 0]  # B x N (stage-1 order)
+    kept = lin.gather(1, down.kept_idx)
     on_obj = token_mask.gather(1, lin)  # B x N, in the stage order
-    score = stage['score']
+    score = down.score
     kept_on = token_mask.gather(1, kept)
     return dict(kept=kept, on_object=kept_on.float().mean(),
                 recall=kept_on.sum().float() / token_mask.sum().clamp_min(1),

@@ -8,6 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..ops.gather import batched_index_select
 from ..ops.knn import knn
+from ..ops.point_features import PointFeatures
 from ..ops.rel_pos_features import expanded_rel_pos, rel_pos_dim
 from ..ops.space_filling_cluster import CLUSTER_RULES, space_filling_cluster
 from .aff_block import AFFBlock
@@ -32,13 +33,6 @@ class Neighbourhoods(NamedTuple):
     idx: Tensor
     mask: Optional[Tensor]
     rel: Tensor
-
-
-class StageResult(NamedTuple):
-    """Output of :class:`AFFStage`: the stage's tokens and (if any) the downsampled ones."""
-    feat: Tensor
-    pos: Tensor
-    down: Optional[DownsampleResult]
 
 
 class AFFStage(nn.Module):
@@ -87,8 +81,9 @@ class AFFStage(nn.Module):
             (:class:`AFFAdaptiveDownsample`).
     """
 
-    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, cluster_size: int,
-                 nbhd_size: int, drop_path: Sequence[float], layer_scale: float = 0.0,
+    def __init__(self, *, dim: int, depth: int, num_heads: int, mlp_ratio: float,
+                 cluster_size: int, nbhd_size: int, drop_path: Sequence[float],
+                 layer_scale: float = 0.0,
                  blank_token: bool = True, expanded_rel_pos: bool = True,
                  rel_pos_order: str = 'paper', drop: float = 0.0,
                  downsample: Optional[dict] = None, max_elements: int = 1 << 22,
@@ -165,16 +160,19 @@ class AFFStage(nn.Module):
             self._grid_cache[key] = nb
         return nb
 
-    def forward(self, feat: Tensor, pos: Tensor, canvas_hw: Tuple[int, int], stride: int,
-                on_grid: bool = False) -> StageResult:
+    def forward(self, tokens: PointFeatures,
+                on_grid: bool = False) -> Tuple[PointFeatures, Optional[DownsampleResult]]:
         """
         Args:
-            feat: ``B x N x C``; pos: ``B x N x 2`` int64 canvas positions.
-            canvas_hw: ``(h, w)`` of the stride-4 canvas.
-            stride: the official per-stage stride ``2^(j)`` for stage ``j`` (1-based),
-                used by the reserve rule.
+            tokens: the stage's input tokens, ``feat`` ``B x N x C``, ``pos`` ``B x N x 2``
+                int64 canvas positions.
             on_grid: the tokens are the full canvas in row-major order (stage 1).
+
+        Returns:
+            The stage's tokens in its clustering order (same ``stride``, un-normed), and
+            the downsampled tokens with their scores (None for the last stage).
         """
+        feat, pos, canvas_hw = tokens.feat, tokens.pos, tokens.canvas
         b = feat.shape[0]
         nb = self.neighbourhoods(pos, canvas_hw, on_grid)
         if nb.order is not None:
@@ -188,8 +186,11 @@ class AFFStage(nn.Module):
                 feat = blk(feat, nb.idx, nb.rel, nb.mask)
         down = None
         if self.downsample is not None:
-            down = self.downsample(feat, pos, nb.idx, nb.rel, nb.mask, stride, on_grid)
-        return StageResult(feat, pos, down)
+            # the official per-stage stride 2^j of stage j (1-based) is the next stage's
+            # token spacing on the canvas: 2 x this stage's (the stride rule of PointFeatures)
+            down = self.downsample(feat, pos, nb.idx, nb.rel, nb.mask, 2 * tokens.spacing,
+                                   on_grid)
+        return tokens._replace(feat=feat, pos=pos, grid=None), down
 
     def extra_repr(self) -> str:
         return (f'dim={self.dim}, cluster_size={self.cluster_size}, nbhd_size={self.nbhd_size}, '

@@ -6,14 +6,15 @@ Colburn, Li Fuxin. "AutoFocusFormer: Image Segmentation off the Grid". CVPR 2023
 """
 import copy
 from collections.abc import Mapping
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from ..ops.point_features import PointFeatures  # noqa: F401  (its home: ops)
+from ..ops.point_features import PointFeatures, stage_stride
 from ..ops.rel_pos_features import REL_POS_ORDERS
 from .aff_official_weights import convert_official_aff, is_official_state_dict, unwrap_checkpoint
+from .aff_downsample import DownsampleResult
 from .aff_patch_embed import AFFPatchEmbed
 from .aff_stage import AFFStage
 
@@ -243,37 +244,30 @@ class AutoFocusFormer(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def stage_stride(i: int) -> int:
-        """Nominal output stride of stage ``i`` (0-based): 4, 8, 16, 32."""
-        return 4 * 2 ** i
-
-    def forward_stages(self, x: Tensor) -> List[dict]:
-        """Run the network and return, per stage, a dict with the raw (un-normed) tokens
-        ``feat``, ``pos``, and for stages with downsampling the importance ``score``
-        (``B x N``, in the stage's token order) and ``kept_idx`` (``B x N'``)."""
+    def forward_stages(self, x: Tensor) -> List[Tuple[PointFeatures, Optional[DownsampleResult]]]:
+        """Run the network; per stage, its raw (un-normed) :class:`PointFeatures` and,
+        for stages with downsampling, the :class:`DownsampleResult` (importance ``score``
+        ``B x N`` in the stage's token order, ``kept_idx`` ``B x N'``), else None."""
         feat, pos, canvas = self.patch_embed(x)
-        feat = self.pos_drop(feat)
+        tokens = PointFeatures(self.pos_drop(feat), pos, canvas, stage_stride(0), grid=canvas)
         outs = []
         for i, stage in enumerate(self.stages):
-            res = stage(feat, pos, canvas, stride=2 ** (i + 1), on_grid=(i == 0))
-            out = dict(feat=res.feat, pos=res.pos, canvas=canvas, stride=self.stage_stride(i))
-            if res.down is not None:
-                out.update(score=res.down.score, kept_idx=res.down.kept_idx)
-                feat, pos = res.down.feat, res.down.pos
-            outs.append(out)
+            out, down = stage(tokens, on_grid=(i == 0))
+            outs.append((out, down))
+            if down is not None:
+                tokens = PointFeatures(down.feat, down.pos, canvas, stage_stride(i + 1))
         return outs
 
     def forward(self, x: Tensor):
         stages = self.forward_stages(x)
         if self.num_classes > 0:
-            return self.head(self.norm(stages[-1]['feat']).mean(1))
+            return self.head(self.norm(stages[-1][0].feat).mean(1))
         outs = []
         for i in self.out_indices:
-            s = stages[i]
-            feat = self.out_norms[str(i)](s['feat'])
-            pf = PointFeatures(feat, s['pos'], s['canvas'], s['stride'])
-            outs.append(pf.to_dense(self.dense_k, self.dense_power) if self.out_dense else pf)
+            tokens = stages[i][0]
+            tokens = tokens._replace(feat=self.out_norms[str(i)](tokens.feat))
+            outs.append(tokens.to_dense(self.dense_k, self.dense_power) if self.out_dense
+                        else tokens)
         return tuple(outs)
 
 

@@ -29,7 +29,7 @@ Inputs are, per backbone level (finest first), either a
 read as the full grid of tokens at the centres of its cells (so any grid backbone works
 and, on grids, the outputs have exactly the shapes of mmdet's decoder).
 """
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -38,20 +38,12 @@ from ..ops.point_features import PointFeatures
 from ..ops.gather import batched_index_select
 from ..ops.inverse_distance import inverse_distance_interpolate
 from ..ops.knn import knn
-from ..ops.points_to_dense import points_to_dense
 from .point_conv import PointConv
 from .point_deform_attn import PointMSDeformAttn, SamplingLevels, build_sampling_levels
 from .point_neighbour_search import NeighbourTable
 from .point_position_encoding import point_sine_encoding
 
 ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
-
-
-class _Level(NamedTuple):
-    feat: Tensor  # B x N x C
-    pos: Tensor  # B x N x 2 (int64 when on integer canvas points)
-    factor: int  # stride / finest stride
-    dense_hw: Optional[Tuple[int, int]]  # set for dense inputs (tokens in row-major order)
 
 
 def _activation(name: str, inplace: bool = False) -> nn.Module:
@@ -264,13 +256,16 @@ class PointPixelDecoder(nn.Module):
 
     # ------------------------------------------------------------------ inputs
     def _to_levels(self, inputs: Sequence[Union[Tensor, PointFeatures]]
-                   ) -> Tuple[List[_Level], Tuple[int, int]]:
+                   ) -> Tuple[List[PointFeatures], Tuple[int, int]]:
+        """Every input level as :class:`PointFeatures` on the level-0 canvas (stride
+        ``strides[i]``, canvas stride ``strides[0]``); dense maps keep their ``grid``."""
+        s0 = self.strides[0]
         if len(inputs) != self.num_input_levels:
             raise ValueError(f'expected {self.num_input_levels} levels, got {len(inputs)}')
         canvas = None
         levels = []
         for i, x in enumerate(inputs):
-            f = self.strides[i] // self.strides[0]
+            f = self.strides[i] // s0   # token spacing on the canvas
             if isinstance(x, Tensor):
                 if x.dim() != 4:
                     raise ValueError(f'level {i}: expected a B x C x H x W map or PointFeatures, '
@@ -283,15 +278,15 @@ class PointPixelDecoder(nn.Module):
                 pos = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)
                 # cell centres on the finest grid: integer when f is odd (f = 1)
                 pos = pos * f + (f - 1) // 2 if f % 2 else pos.float() * f + (f - 1) / 2
-                levels.append(_Level(x.flatten(2).transpose(1, 2), pos.expand(b, -1, -1), f,
-                                     (hl, wl)))
+                levels.append(PointFeatures(x.flatten(2).transpose(1, 2), pos.expand(b, -1, -1),
+                                            canvas, self.strides[i], s0, grid=(hl, wl)))
             else:
                 feat, pos = x.feat, x.pos
                 if i == 0:
                     canvas = tuple(x.canvas)
                 elif tuple(x.canvas) != canvas:
                     raise ValueError(f'level {i}: canvas {x.canvas} differs from level 0 {canvas}')
-                levels.append(_Level(feat, pos, f, None))
+                levels.append(PointFeatures(feat, pos, canvas, self.strides[i], s0))
             if levels[-1].feat.shape[-1] != self.in_channels[i]:
                 raise ValueError(f'level {i}: expected {self.in_channels[i]} channels, got '
                                  f'{levels[-1].feat.shape[-1]}')
@@ -326,7 +321,7 @@ class PointPixelDecoder(nn.Module):
         query_pos = torch.cat(pes, 1)
         ref_pos = torch.cat([lv.pos.to(query.dtype) for lv in enc], 1)
         sampling = build_sampling_levels([lv.pos for lv in enc], canvas,
-                                         [lv.factor for lv in enc], self.num_candidates)
+                                         [lv.spacing for lv in enc], self.num_candidates)
         for layer in self.layers:
             query = layer(query, query_pos, ref_pos, sampling)
 
@@ -352,15 +347,9 @@ class PointPixelDecoder(nn.Module):
             if dense_multi_scale:
                 multi_scale.append(self._to_dense(feat, lv, canvas))
             else:
-                multi_scale.append(PointFeatures(feat, lv.pos, canvas,
-                                                 lv.factor * self.strides[0]))
+                multi_scale.append(lv._replace(feat=feat))
         return mask_feature, multi_scale
 
-    def _to_dense(self, feat: Tensor, lv: _Level, canvas: Tuple[int, int]) -> Tensor:
-        b, _, c = feat.shape
-        if lv.dense_hw is not None:
-            return feat.transpose(1, 2).reshape(b, c, *lv.dense_hw)
-        s0 = self.strides[0]
-        return points_to_dense(feat, lv.pos, canvas, lv.factor * s0, base_stride=s0,
-                               k=self.num_interp_neighbours, power=self.upsample_power)
+    def _to_dense(self, feat: Tensor, lv: PointFeatures, canvas: Tuple[int, int]) -> Tensor:
+        return lv._replace(feat=feat).to_dense(self.num_interp_neighbours, self.upsample_power)
 

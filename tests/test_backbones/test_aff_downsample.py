@@ -21,7 +21,8 @@ def _irregular_tokens(seed, b=2, n=120, canvas=(24, 20)):
 
 
 def _neighbourhoods(pos, canvas, cluster=4, nbhd=12):
-    stage = AFFStage(8, 0, 1, 1.0, cluster, nbhd, [], downsample=None)
+    stage = AFFStage(dim=8, depth=0, num_heads=1, mlp_ratio=1.0, cluster_size=cluster,
+                     nbhd_size=nbhd, drop_path=[], downsample=None)
     return stage.build_neighbourhoods(pos, canvas)
 
 

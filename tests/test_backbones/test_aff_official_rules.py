@@ -306,15 +306,16 @@ def test_official_rules_match_the_official_network(hw):
         ref_stages, ref_logits = ref_forward(official, x, 'mini')
         stages = model.forward_stages(x)
         logits = model(x)
-    for (rf, rp), s in zip(ref_stages, stages):
-        assert torch.equal(s['pos'].float(), rp)  # same tokens in the same order
-        torch.testing.assert_close(s['feat'], rf, rtol=0, atol=1e-4)
+    for (rf, rp), (s, _) in zip(ref_stages, stages):
+        assert torch.equal(s.pos.float(), rp)  # same tokens in the same order
+        torch.testing.assert_close(s.feat, rf, rtol=0, atol=1e-4)
     torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-4)
     # the exact reading is a different function of the same weights on this input
     _, exact = _converted('mini', 'exact')
     with torch.no_grad():
         gap = (exact(x) - ref_logits).abs().max().item()
-    stage_err = max((s['feat'] - rf).abs().max().item() for (rf, _), s in zip(ref_stages, stages))
+    stage_err = max((s.feat - rf).abs().max().item()
+                    for (rf, _), (s, _) in zip(ref_stages, stages))
     print(f'\n{hw}: official vs reference: stages {stage_err:.2e}, logits '
           f'{(logits - ref_logits).abs().max().item():.2e}; exact vs reference logits {gap:.3f} '
           f'(logits up to {ref_logits.abs().max().item():.2f})')  # the docs' figures (pytest -s)

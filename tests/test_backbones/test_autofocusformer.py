@@ -113,10 +113,12 @@ def test_classifier_global_last_stage_at_224():
     with torch.no_grad():
         stages = model.forward_stages(torch.randn(1, 3, 224, 224))
         logits = model(torch.randn(2, 3, 224, 224))
-    assert [s['feat'].shape[1] for s in stages] == [3136, 784, 196, 49]
-    nb = model.stages[3].build_neighbourhoods(stages[3]['pos'], (56, 56))
+    assert [s.feat.shape[1] for s, _ in stages] == [3136, 784, 196, 49]
+    assert [s.stride for s, _ in stages] == [4, 8, 16, 32]
+    assert [d is None for _, d in stages] == [False, False, False, True]
+    nb = model.stages[3].build_neighbourhoods(stages[3][0].pos, (56, 56))
     assert nb.order is None and nb.idx.shape == (1, 49, 49) and nb.mask is None
-    nb = model.stages[2].build_neighbourhoods(stages[2]['pos'], (56, 56))
+    nb = model.stages[2].build_neighbourhoods(stages[2][0].pos, (56, 56))
     assert nb.idx.shape == (1, 196, 48)  # 6 nearest clusters of 8
     assert logits.shape == (2, 10)
 
