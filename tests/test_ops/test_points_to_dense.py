@@ -36,3 +36,19 @@ def test_sparse_tokens_grid_sizes_and_values():
     dense = points_to_dense(feat, pos, canvas, stride=4)
     assert dense.shape == (1, 2, 13, 10)
     assert dense[0, 0, 12, 9] == 2.0 and dense[0, 0, 6, 4] == 3.0 and dense[0, 0, 11, 2] == 4.0
+
+
+def test_point_features_stride_rule_and_dense_grid():
+    """One stride rule (spacing = stride // canvas_stride, stage i at 4 * 2^i) and the
+    dense-grid wrapper: to_dense is a reshape that round-trips a B x C x H x W map."""
+    from fusion_necks.ops.point_features import PointFeatures, stage_stride
+    assert [stage_stride(i) for i in range(4)] == [4, 8, 16, 32]
+    x = torch.randn(2, 3, 5, 7)
+    ys, xs = torch.meshgrid(torch.arange(5), torch.arange(7), indexing='ij')
+    pos = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1).expand(2, -1, -1) * 2
+    pf = PointFeatures(x.flatten(2).transpose(1, 2), pos, (10, 14), 8, grid=(5, 7))
+    assert pf.spacing == 2
+    assert torch.equal(pf.to_dense(), x)
+    # the same tokens as irregular points rasterise onto the same grid (exact at cell
+    # positions: each target cell holds a token)
+    torch.testing.assert_close(pf._replace(grid=None).to_dense(k=1), x)
