@@ -1,6 +1,6 @@
 """Every real-data Cityscapes config (``configs/**/*cityscapes-512x1024.py``) evaluates with
 mmseg's IoUMetric AND the official cityscapesscripts evaluation (CityscapesMetric) for val
-and test (issue 13); both come from configs/_base_/cityscapes_metrics.py."""
+and test; both come from configs/_base_/cityscapes_metrics.py."""
 from pathlib import Path
 
 import pytest

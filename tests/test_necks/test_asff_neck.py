@@ -35,7 +35,7 @@ def randomise_(module: nn.Module, seed: int = 0) -> nn.Module:
 
 
 # ------------------------------------------------------------------ independent official module
-# Written from the description in ../shared/design/asff.md §1 (official names, official
+# Written from the official ASFF code's structure (official names, official
 # level order: 0 = stride 32, channels 512/256/256, fixed scale-factor upsampling).
 
 def _add_conv(cin, cout, k, stride, c_act=nn.LeakyReLU(0.1)):

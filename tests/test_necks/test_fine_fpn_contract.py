@@ -1,4 +1,4 @@
-"""The FPN contract of ``FINEFPN`` with its DEFAULT keys (issue 13): any FPN config that
+"""The FPN contract of ``FINEFPN`` with its DEFAULT keys: any FPN config that
 the framework's ``FPN`` builds switches by changing ``type='FPN'`` to ``type='FINEFPN'``.
 
 - every case of mmdet's ``tests/test_models/test_necks/test_necks.py::test_fpn`` (v3.3.0)
