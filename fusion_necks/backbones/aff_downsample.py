@@ -10,6 +10,7 @@ from ..ops.gather import batched_index_select
 from ..ops.knn import knn
 from ..ops.space_filling_cluster import CLUSTER_RULES
 from ..ops.weighted_aggregation import weighted_neighbour_sum
+from ..utils.validation import check_choice
 
 
 class DownsampleResult(NamedTuple):
@@ -85,8 +86,7 @@ class AFFAdaptiveDownsample(nn.Module):
             raise ValueError(f'ds_rate must be in (0, 1], got {ds_rate}')
         if alpha < 0:
             raise ValueError(f'alpha must be >= 0, got {alpha}')
-        if rules not in CLUSTER_RULES:
-            raise ValueError(f'rules must be one of {CLUSTER_RULES}, got {rules!r}')
+        check_choice('rules', rules, CLUSTER_RULES)
         self.rules = rules
         self.dim = dim
         self.out_dim = out_dim

@@ -37,6 +37,8 @@ from typing import Dict, List, Mapping, Tuple
 import torch
 from torch import Tensor
 
+from ..utils.validation import check_choice
+
 _RENAMES = [
     (r'^patch_embed\.proj1\.', 'patch_embed.conv1.'),
     (r'^patch_embed\.proj2\.', 'patch_embed.conv2.'),
@@ -102,8 +104,7 @@ def convert_official_aff(
     Returns:
         ``(converted, unused_keys)``.
     """
-    if rel_pos_order not in ('paper', 'official'):
-        raise ValueError(f"rel_pos_order must be 'paper' or 'official', got {rel_pos_order!r}")
+    check_choice('rel_pos_order', rel_pos_order, ('paper', 'official'))
     has_backbone_prefix = any(k.split('module.', 1)[-1].startswith('backbone.') for k in state_dict)
     converted: 'OrderedDict[str, Tensor]' = OrderedDict()
     unused: List[str] = []
@@ -198,8 +199,7 @@ def random_official_aff_state_dict(arch: str = 'mini', num_classes: int = 1000,
         seed: random seed.
     """
     from .autofocusformer import AFF_ARCH_SETTINGS  # the presets live with the model
-    if arch not in AFF_ARCH_SETTINGS:
-        raise ValueError(f'arch must be one of {sorted(AFF_ARCH_SETTINGS)}, got {arch!r}')
+    check_choice('arch', arch, sorted(AFF_ARCH_SETTINGS))
     g = torch.Generator().manual_seed(seed)
     state: Dict[str, Tensor] = OrderedDict()
     for name, shape in _official_shapes(AFF_ARCH_SETTINGS[arch], num_classes, seg).items():

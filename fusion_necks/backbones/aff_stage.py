@@ -11,6 +11,7 @@ from ..ops.knn import knn
 from ..ops.point_features import PointFeatures
 from ..ops.rel_pos_features import expanded_rel_pos, rel_pos_dim
 from ..ops.space_filling_cluster import CLUSTER_RULES, space_filling_cluster
+from ..utils.validation import check_choice, check_int
 from .aff_block import AFFBlock
 from .aff_downsample import AFFAdaptiveDownsample, DownsampleResult
 
@@ -89,14 +90,12 @@ class AFFStage(nn.Module):
                  downsample: Optional[dict] = None, max_elements: int = 1 << 22,
                  with_cp: bool = False, rules: str = 'exact') -> None:
         super().__init__()
-        if rules not in CLUSTER_RULES:
-            raise ValueError(f'rules must be one of {CLUSTER_RULES}, got {rules!r}')
+        check_choice('rules', rules, CLUSTER_RULES)
         self.rules = rules
         official = rules == 'official'
         self.knn_ties = 'lowest_index' if official else 'topk'
         mask_value = -100.0 if official else None
-        if cluster_size < 1:
-            raise ValueError(f'cluster_size must be >= 1, got {cluster_size}')
+        check_int('cluster_size', cluster_size)
         if nbhd_size < cluster_size:
             raise ValueError(f'nbhd_size ({nbhd_size}) must be >= cluster_size ({cluster_size})')
         if len(drop_path) != depth:

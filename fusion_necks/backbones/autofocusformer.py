@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..ops.point_features import PointFeatures, stage_stride
 from ..ops.rel_pos_features import REL_POS_ORDERS
+from ..utils.validation import check_choice
 from .aff_official_weights import convert_official_aff, is_official_state_dict, unwrap_checkpoint
 from .aff_downsample import DownsampleResult
 from .aff_patch_embed import AFFPatchEmbed
@@ -138,8 +139,7 @@ class AutoFocusFormer(nn.Module):
                  with_cp: bool = False,
                  rules: str = 'exact') -> None:
         super().__init__()
-        if arch not in AFF_ARCH_SETTINGS:
-            raise ValueError(f'arch must be one of {sorted(AFF_ARCH_SETTINGS)}, got {arch!r}')
+        check_choice('arch', arch, sorted(AFF_ARCH_SETTINGS))
         preset = copy.deepcopy(AFF_ARCH_SETTINGS[arch])
         embed_dims = tuple(embed_dims if embed_dims is not None else preset['embed_dims'])
         num_stages = len(embed_dims)
@@ -157,9 +157,7 @@ class AutoFocusFormer(nn.Module):
                 raise ValueError(f'embed_dims[{i}]={c} must be divisible by num_heads[{i}]={h}')
         if not 0.0 < ds_rate <= 1.0:
             raise ValueError(f'ds_rate must be in (0, 1], got {ds_rate}')
-        if rel_pos_order not in REL_POS_ORDERS:
-            raise ValueError(f'rel_pos_order must be one of {REL_POS_ORDERS}, '
-                             f'got {rel_pos_order!r}')
+        check_choice('rel_pos_order', rel_pos_order, REL_POS_ORDERS)
         if out_indices is None:
             out_indices = () if num_classes > 0 else tuple(range(num_stages))
         out_indices = tuple(i % num_stages for i in out_indices)

@@ -4,21 +4,26 @@ A thin subclass of the plain-PyTorch :class:`AutoFocusFormer` with the OpenMMLab
 backbone conventions: ``init_cfg`` (e.g. ``dict(type='Pretrained', checkpoint=...)`` of
 a checkpoint converted by ``tools/model_converters/aff2fusion.py``), ``frozen_stages``,
 ``norm_eval`` and, by default, dense outputs so that FPN/UPerHead-style necks and heads
-work unchanged. It imports nothing from OpenMMLab at module level: ``init_weights``
-uses ``mmengine.model.initialize`` lazily when it is installed and falls back to
-``torch.load`` for a plain ``Pretrained`` file otherwise.
+work unchanged. It is an mmengine ``BaseModule``; only ``fusion_necks.registry`` imports
+this module, so ``fusion_necks.backbones`` itself stays free of OpenMMLab.
 """
 import copy
-import warnings
 from typing import List, Optional, Union
 
-import torch
+from mmengine.model import BaseModule
 from torch import nn
 
+from ..utils.validation import check_int
 from .autofocusformer import AutoFocusFormer
 
 
-class AutoFocusFormerBackbone(AutoFocusFormer):
+# BaseModule after AutoFocusFormer in the MRO: AutoFocusFormer.__init__ calls
+# super().__init__() without arguments, which then lands in BaseModule.__init__
+# (init_cfg=None, is_init False) and nn.Module.__init__ exactly once. (BaseModule first
+# would make BaseModule.__init__'s own super().__init__() call AutoFocusFormer.__init__
+# with no arguments: a second, default network.) The module tree, hence the state-dict
+# keys and the official-checkpoint load hook, is the plain backbone's.
+class AutoFocusFormerBackbone(AutoFocusFormer, BaseModule):
     """AutoFocusFormer as an OpenMMLab backbone.
 
     All arguments of :class:`AutoFocusFormer` are accepted (``arch``, ``ds_rate``,
@@ -33,63 +38,27 @@ class AutoFocusFormerBackbone(AutoFocusFormer):
             together with their output norms and downsampling (-1: nothing frozen).
         norm_eval: keep the patch-embedding BatchNorm in eval mode during training.
         init_cfg: OpenMMLab init config (dict or list of dicts); applied by
-            ``init_weights`` after the default (official) initialisation.
+            ``init_weights`` (``BaseModule``'s: ``Pretrained`` last) on top of the
+            official initialisation, which construction already did. A ``Pretrained``
+            checkpoint loads non-strictly (mmengine logs missing/unexpected keys); an
+            official-format file is converted by the backbone's load hook.
     """
 
     def __init__(self, *args, out_dense: bool = True, frozen_stages: int = -1,
                  norm_eval: bool = False, init_cfg: Optional[Union[dict, List[dict]]] = None,
                  **kwargs) -> None:
         super().__init__(*args, out_dense=out_dense, **kwargs)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], '
-                             f'got {frozen_stages}')
+        check_int('frozen_stages', frozen_stages, -1, self.num_stages)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self.init_cfg = copy.deepcopy(init_cfg)
-        self._is_init = False
+        self.init_cfg = copy.deepcopy(init_cfg)  # BaseModule.__init__ ran with None
         self._freeze_stages()
-
-    # mmengine's BaseModule.init_weights calls a child's init_weights unless is_init
-    @property
-    def is_init(self) -> bool:
-        return self._is_init
-
-    @is_init.setter
-    def is_init(self, value: bool) -> None:
-        self._is_init = value
 
     def init_weights(self) -> None:
-        cfgs = self.init_cfg
-        if cfgs:
-            cfgs = [cfgs] if isinstance(cfgs, dict) else list(cfgs)
-            try:
-                from mmengine.model import initialize  # lazy: mm* is optional here
-            except ImportError:
-                for cfg in cfgs:
-                    if cfg.get('type') != 'Pretrained':
-                        raise RuntimeError(f'init_cfg {cfg} needs mmengine, which is not installed')
-                    self._load_plain(cfg['checkpoint'], cfg.get('prefix'))
-            else:
-                # Pretrained last, so it overrides other initialisers (as BaseModule does)
-                others = [c for c in cfgs if c.get('type') != 'Pretrained']
-                pretrained = [c for c in cfgs if c.get('type') == 'Pretrained']
-                if others:
-                    initialize(self, others)
-                if pretrained:
-                    initialize(self, pretrained)
-        self._is_init = True
+        """``BaseModule.init_weights`` (``init_cfg``, ``Pretrained`` last), then the
+        frozen stages are frozen again: a checkpoint load must not leave them trainable."""
+        super().init_weights()
         self._freeze_stages()
-
-    def _load_plain(self, path: str, prefix: Optional[str]) -> None:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-        state = ckpt.get('state_dict', ckpt.get('model', ckpt)) if isinstance(ckpt, dict) else ckpt
-        if prefix:
-            p = prefix if prefix.endswith('.') else prefix + '.'
-            state = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            warnings.warn(f'{type(self).__name__}: missing keys {missing}, '
-                          f'unexpected keys {unexpected}')
 
     def _frozen_modules(self) -> List[nn.Module]:
         mods: List[nn.Module] = []

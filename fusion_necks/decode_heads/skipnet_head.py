@@ -15,6 +15,7 @@ from mmseg.models.utils import resize
 from torch import Tensor, nn
 
 from fusion_necks.layers.baff import BAFF
+from fusion_necks.utils.validation import check_choice, check_int
 
 FUSIONS = ('add', 'baff')
 FUSION_SPACES = ('score', 'feature')
@@ -138,11 +139,8 @@ class SkipNetHead(BaseDecodeHead):
                  upsample_kernel_size: int = 4,
                  **kwargs) -> None:
         kwargs.setdefault('input_transform', 'multiple_select')
-        if fusion not in FUSIONS:
-            raise ValueError(f'SkipNetHead: fusion must be one of {FUSIONS}, got {fusion!r}')
-        if fusion_space not in FUSION_SPACES:
-            raise ValueError(f'SkipNetHead: fusion_space must be one of {FUSION_SPACES}, '
-                             f'got {fusion_space!r}')
+        check_choice('fusion', fusion, FUSIONS, prefix='SkipNetHead: ')
+        check_choice('fusion_space', fusion_space, FUSION_SPACES, prefix='SkipNetHead: ')
         check_score_levels('SkipNetHead', kwargs, score_space=fusion_space == 'score')
         if baff_cfg is not None and fusion != 'baff':
             raise ValueError(f"SkipNetHead: baff_cfg is only used with fusion='baff', got "
@@ -153,8 +151,8 @@ class SkipNetHead(BaseDecodeHead):
                 raise ValueError(
                     f'SkipNetHead: baff_cfg must not set {key}: BAFF fuses num_classes score '
                     'maps (score space) or `channels` features, normalised per norm_cfg')
-        if (isinstance(upsample_kernel_size, bool) or not isinstance(upsample_kernel_size, int)
-                or upsample_kernel_size < 2 or upsample_kernel_size % 2):
+        check_int('upsample_kernel_size', upsample_kernel_size, 2, prefix='SkipNetHead: ')
+        if upsample_kernel_size % 2:
             raise ValueError('SkipNetHead: upsample_kernel_size must be an even int >= 2, '
                              f'got {upsample_kernel_size!r}')
         super().__init__(**kwargs)

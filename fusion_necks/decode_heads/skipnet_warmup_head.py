@@ -10,6 +10,8 @@ from typing import List, Tuple
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from torch import Tensor, nn
 
+from ..utils.validation import check_int
+
 
 class SkipNetWarmupHead(BaseDecodeHead):
     """One linear score layer per level, each with its own loss (no fusion).
@@ -49,10 +51,9 @@ class SkipNetWarmupHead(BaseDecodeHead):
         check_score_levels(type(self).__name__, kwargs)
         super().__init__(**kwargs)
         num_levels = len(self.in_channels)
-        if (isinstance(predict_level, bool) or not isinstance(predict_level, int)
-                or not -num_levels <= predict_level < num_levels):
-            raise ValueError(f'SkipNetWarmupHead: predict_level must index one of the '
-                             f'{num_levels} levels, got {predict_level!r}')
+        # an index into the num_levels levels, negative from the coarsest end
+        check_int('predict_level', predict_level, -num_levels, num_levels - 1,
+                  prefix='SkipNetWarmupHead: ')
         self.predict_level = predict_level
         self.score_convs = nn.ModuleList(
             nn.Conv2d(c, self.out_channels, 1) for c in self.in_channels[:-1])

@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .asff_source import (DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ASFFSource, check_choice)
+from ..utils.validation import check_choice
+from .asff_source import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ASFFSource
 from .conv_norm_act import ConvNormAct
 
 LEVEL_ORDERS = ('fine_to_coarse', 'coarse_to_fine')

@@ -7,12 +7,14 @@ per-level fusion module (:class:`fusion_necks.layers.ASFFLevelFusion`) owns one 
 source and does the softmax and the weighted sum.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# check_choice is also imported from here by fusion_necks.necks.asff_neck
+from ..utils.validation import check_choice, check_int  # noqa: F401
 from .conv_norm_act import ConvNormAct
 
 FINER_RESIZE_MODES = ('official', 'pool', 'conv')
@@ -22,11 +24,6 @@ UPSAMPLE_MODES = ('nearest', 'bilinear', 'bicubic', 'nearest-exact')
 
 DEFAULT_NORM_CFG = dict(type='BN')
 DEFAULT_ACT_CFG = dict(type='LeakyReLU', negative_slope=0.1)
-
-
-def check_choice(name: str, value, choices: Sequence) -> None:
-    if value not in choices:
-        raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}')
 
 
 def narrow_norm_cfg(norm_cfg: Optional[dict], channels: int,
@@ -138,11 +135,10 @@ class ASFFSource(nn.Module):
         check_choice('finer_resize', finer_resize, FINER_RESIZE_MODES)
         check_choice('coarser_conv', coarser_conv, COARSER_CONV_MODES)
         check_choice('upsample_mode', upsample_mode, UPSAMPLE_MODES)
-        for name, value in (('in_channels', in_channels), ('out_channels', out_channels)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f'{name} must be a positive int, got {value!r}')
-        if weight_mode == 'full' and (not isinstance(compress_c, int) or compress_c <= 0):
-            raise ValueError(f'compress_c must be a positive int, got {compress_c!r}')
+        check_int('in_channels', in_channels)
+        check_int('out_channels', out_channels)
+        if weight_mode == 'full':
+            check_int('compress_c', compress_c)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.scale_step = int(scale_step)

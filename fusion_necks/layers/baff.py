@@ -8,12 +8,14 @@ choice here, with the alternative exposed as an option.
 
 Plain PyTorch (no OpenMMLab imports): used by ``fusion_necks.decode_heads.SkipNetHead``.
 """
-from typing import Callable, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.validation import check_choice, check_int
+from .conv_norm_act import LayerSpec, get_norm_layer
 
 BAFF_WEIGHT_NETS = ('conv3d', 'conv2d')
 
@@ -111,10 +113,12 @@ class BAFF(nn.Module):
             two BAFFs, 0.058% of its FLOPs; the article reports 0.002% and 0.001%).
         kernel_size (int): odd spatial kernel of the 3D/2D conv and of the depthwise
             convs. Default: 3.
-        norm_layer (callable, optional): ``norm_layer(num_channels) -> nn.Module`` used
-            after the stem and after each pointwise conv; ``None`` for no normalisation.
-            Default: ``nn.BatchNorm2d``. (:class:`~fusion_necks.decode_heads.SkipNetHead`
-            builds it from an mmcv ``norm_cfg``.)
+        norm_layer (callable or dict, optional): the norm after the stem and after each
+            pointwise conv: a callable ``norm_layer(num_channels) -> nn.Module`` or an
+            mmcv-style ``norm_cfg`` dict (:mod:`fusion_necks.layers.conv_norm_act`);
+            ``None`` for no normalisation. Default: ``nn.BatchNorm2d``.
+            (:class:`~fusion_necks.decode_heads.SkipNetHead` passes a callable built by
+            mmcv's ``build_norm_layer``, so that any mmcv norm type works there.)
 
     Shapes:
         shallow, deep: ``B x C x H x W`` (the same shape) -> ``B x C x H x W``.
@@ -129,21 +133,19 @@ class BAFF(nn.Module):
                  weight_net: str = 'conv3d',
                  mid_channels: int = 2,
                  kernel_size: int = 3,
-                 norm_layer: Optional[Callable[[int], nn.Module]] = nn.BatchNorm2d) -> None:
+                 norm_layer: LayerSpec = nn.BatchNorm2d) -> None:
         super().__init__()
         for name, value in (('channels', channels), ('block_size', block_size),
                             ('mid_channels', mid_channels), ('kernel_size', kernel_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'BAFF: {name} must be a positive int, got {value!r}')
+            check_int(name, value, prefix='BAFF: ')
+        norm_layer = get_norm_layer(norm_layer, 'BAFF: norm_layer')  # a dict or a callable
         if not _is_power_of_two(block_size):
             raise ValueError(
                 f'BAFF: block_size must be a power of two (1, 2, 4, 8, 16, ...): the weights '
                 f'are brought to one per block by stride-2 steps; got {block_size!r}')
         if kernel_size % 2 == 0:
             raise ValueError(f'BAFF: kernel_size must be odd, got {kernel_size!r}')
-        if weight_net not in BAFF_WEIGHT_NETS:
-            raise ValueError(
-                f'BAFF: weight_net must be one of {BAFF_WEIGHT_NETS}, got {weight_net!r}')
+        check_choice('weight_net', weight_net, BAFF_WEIGHT_NETS, prefix='BAFF: ')
         self.channels = channels
         self.block_size = block_size
         self.weight_net = weight_net

@@ -10,17 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.validation import check_choice, check_int
+
 ATTENTION_GROUPINGS = ('global', 'window', 'area')
 ATTENTION_KERNELS = ('softmax', 'linear')
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
 
 
 def _partition(x: Tensor, n_h: int, n_w: int, win_h: int, win_w: int) -> Tensor:
@@ -109,17 +106,15 @@ class CrossLevelAttention(nn.Module):
                  scale_ratio: int = 2,
                  zeros_init: bool = False) -> None:
         super().__init__()
-        _check_int('channels', channels)
-        _check_int('num_heads', num_heads)
-        _check_int('window_size', window_size)
-        _check_int('num_areas', num_areas)
-        _check_int('scale_ratio', scale_ratio)
+        check_int('channels', channels)
+        check_int('num_heads', num_heads)
+        check_int('window_size', window_size)
+        check_int('num_areas', num_areas)
+        check_int('scale_ratio', scale_ratio)
         if channels % num_heads:
             raise ValueError(f'channels ({channels}) must be divisible by num_heads ({num_heads})')
-        if grouping not in ATTENTION_GROUPINGS:
-            raise ValueError(f'grouping must be one of {ATTENTION_GROUPINGS}, got {grouping!r}')
-        if kernel not in ATTENTION_KERNELS:
-            raise ValueError(f'kernel must be one of {ATTENTION_KERNELS}, got {kernel!r}')
+        check_choice('grouping', grouping, ATTENTION_GROUPINGS)
+        check_choice('kernel', kernel, ATTENTION_KERNELS)
         if kernel == 'linear' and grouping != 'global':
             raise ValueError("kernel='linear' is only implemented with grouping='global'")
         self.channels = channels

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.validation import check_choice, check_int
 from .block_ops import block_avg_pool, block_residual_modulate
 from .cross_level_attention import CrossLevelAttention
 from .token_sampling import TOKEN_SAMPLING_MODES, TokenSampler
@@ -33,11 +34,6 @@ FINE_UPSAMPLE_MODES = ('nearest', 'bilinear', 'bicubic')
 DEFAULT_HEAD_DIM = 16
 
 logger = logging.getLogger(__name__)
-
-
-def _check_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
 
 
 def default_num_heads(channels: int, head_dim: int = DEFAULT_HEAD_DIM) -> int:
@@ -62,8 +58,8 @@ def default_num_heads(channels: int, head_dim: int = DEFAULT_HEAD_DIM) -> int:
     Returns:
         int: ``h``, a divisor of ``channels``.
     """
-    _check_int('channels', channels)
-    _check_int('head_dim', head_dim)
+    check_int('channels', channels)
+    check_int('head_dim', head_dim)
     if channels % head_dim == 0:
         return channels // head_dim
     target = channels / head_dim
@@ -85,7 +81,7 @@ def resolve_heads(channels: int, num_heads: Optional[int], head_dim: Optional[in
             logger.warning(default_heads_message(channels, heads))
         return heads
     if num_heads is not None:
-        _check_int('num_heads', num_heads)
+        check_int('num_heads', num_heads)
         if channels % num_heads:
             raise ValueError(f'channels ({channels}) must be divisible by num_heads '
                              f'({num_heads}): num_heads must be one of '
@@ -95,7 +91,7 @@ def resolve_heads(channels: int, num_heads: Optional[int], head_dim: Optional[in
             raise ValueError(f'num_heads ({num_heads}) x head_dim ({head_dim}) must equal '
                              f'channels ({channels}); set only one of them')
         return num_heads
-    _check_int('head_dim', head_dim)
+    check_int('head_dim', head_dim)
     if channels % head_dim:
         raise ValueError(f'channels ({channels}) must be divisible by head_dim ({head_dim}): '
                          f'head_dim must be one of {_divisors(channels)}, or leave num_heads '
@@ -228,25 +224,18 @@ class FINE(nn.Module):
                  zeros_init: Optional[bool] = None,
                  high_channels: Optional[int] = None) -> None:
         super().__init__()
-        _check_int('channels', channels)
+        check_int('channels', channels)
         if high_channels is not None and high_channels != channels:
             raise ValueError(
                 f'FINE needs F_low and F_high with the same channel count (W_Q, W_K, W_V are '
                 f'C x C, Eq. 5): got channels={channels}, high_channels={high_channels}; '
                 f'project F_high to {channels} channels with a 1x1 conv first (Appendix C)')
-        _check_int('kernel_size', kernel_size)
-        _check_int('ratio', ratio)
-        if attention not in FINE_ATTENTIONS:
-            raise ValueError(f'attention must be one of {tuple(FINE_ATTENTIONS)}, '
-                             f'got {attention!r}')
-        if pooling not in TOKEN_SAMPLING_MODES:
-            raise ValueError(f'pooling must be one of {TOKEN_SAMPLING_MODES}, got {pooling!r}')
-        if modulation not in FINE_MODULATIONS:
-            raise ValueError(f'modulation must be one of {FINE_MODULATIONS}, '
-                             f'got {modulation!r}')
-        if upsample_mode not in FINE_UPSAMPLE_MODES:
-            raise ValueError(f'upsample_mode must be one of {FINE_UPSAMPLE_MODES}, '
-                             f'got {upsample_mode!r}')
+        check_int('kernel_size', kernel_size)
+        check_int('ratio', ratio)
+        check_choice('attention', attention, FINE_ATTENTIONS)
+        check_choice('pooling', pooling, TOKEN_SAMPLING_MODES)
+        check_choice('modulation', modulation, FINE_MODULATIONS)
+        check_choice('upsample_mode', upsample_mode, FINE_UPSAMPLE_MODES)
         heads = resolve_heads(channels, num_heads, head_dim)
         if zeros_init is None:
             zeros_init = modulation == 'residual'

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..utils.validation import check_choice, check_int
 from .block_ops import block_avg_pool
 
 TOKEN_SAMPLING_MODES = ('avg', 'max', 'dwconv')
@@ -55,12 +56,9 @@ class TokenSampler(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, mode: str = 'avg') -> None:
         super().__init__()
-        if mode not in TOKEN_SAMPLING_MODES:
-            raise ValueError(f'mode must be one of {TOKEN_SAMPLING_MODES}, got {mode!r}')
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f'kernel_size must be an int >= 1, got {kernel_size!r}')
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f'channels must be an int >= 1, got {channels!r}')
+        check_choice('mode', mode, TOKEN_SAMPLING_MODES)
+        check_int('kernel_size', kernel_size)
+        check_int('channels', channels)
         self.channels = channels
         self.kernel_size = kernel_size
         self.mode = mode

@@ -24,6 +24,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..utils.validation import check_choice
+
 #: Default bound on the number of distance entries materialised per chunk.
 KNN_MAX_ELEMENTS = 1 << 24
 #: Distances per chunk for speed (cache-sized); ``max_elements`` still bounds it.
@@ -96,8 +98,7 @@ def knn(query: Tensor,
                          f'{tuple(query.shape)}')
     if not 1 <= k <= nd:
         raise ValueError(f'k must be in [1, {nd}] (database size), got {k}')
-    if ties not in KNN_TIES:
-        raise ValueError(f'ties must be one of {KNN_TIES}, got {ties!r}')
+    check_choice('ties', ties, KNN_TIES)
     dtype = torch.promote_types(query.dtype, torch.float32)
     if not dtype.is_floating_point:
         dtype = torch.float32

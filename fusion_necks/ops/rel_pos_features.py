@@ -22,6 +22,8 @@ has no size limit and no clamp.
 import torch
 from torch import Tensor
 
+from ..utils.validation import check_choice
+
 REL_POS_ORDERS = ('paper', 'official')
 
 
@@ -42,8 +44,7 @@ def expanded_rel_pos(delta: Tensor, expanded: bool = True, order: str = 'paper')
     Returns:
         ``... x 5`` (or ``... x 2``) float features, differentiable w.r.t. a float ``delta``.
     """
-    if order not in REL_POS_ORDERS:
-        raise ValueError(f'order must be one of {REL_POS_ORDERS}, got {order!r}')
+    check_choice('order', order, REL_POS_ORDERS)
     if delta.shape[-1] != 2:
         raise ValueError(f'delta must end with 2 (dx, dy), got {tuple(delta.shape)}')
     delta = delta if delta.is_floating_point() else delta.float()

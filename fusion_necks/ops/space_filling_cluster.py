@@ -43,6 +43,8 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..utils.validation import check_choice, check_int
+
 
 class Clustering(NamedTuple):
     """Result of :func:`space_filling_cluster`.
@@ -155,8 +157,7 @@ def space_filling_order(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, in
     """
     if pos.dim() != 3 or pos.shape[-1] != 2:
         raise ValueError(f'pos must be B x N x 2, got {tuple(pos.shape)}')
-    if rules not in CLUSTER_RULES:
-        raise ValueError(f'rules must be one of {CLUSTER_RULES}, got {rules!r}')
+    check_choice('rules', rules, CLUSTER_RULES)
     b, n, _ = pos.shape
     h, w = canvas_hw
     ph, pw = anchor_grid(n, cluster_size, canvas_hw)
@@ -231,8 +232,7 @@ def space_filling_cluster(pos: Tensor, cluster_size: int, canvas_hw: Tuple[int, 
         :class:`Clustering`; ``member_idx`` refers to the tokens *after* reordering by
         ``order`` (so cluster ``j`` is the contiguous slice ``[j*m, (j+1)*m)``).
     """
-    if cluster_size < 1:
-        raise ValueError(f'cluster_size must be >= 1, got {cluster_size}')
+    check_int('cluster_size', cluster_size)
     order = space_filling_order(pos, cluster_size, canvas_hw, rules)
     pos_sorted = pos.gather(1, order.unsqueeze(-1).expand(-1, -1, pos.shape[-1]))
     means, member_idx, mask = balanced_clusters(pos_sorted, cluster_size)

@@ -21,6 +21,7 @@ from ..ops.gather import batched_index_select
 from ..ops.knn import knn
 from ..ops.rel_pos_features import REL_POS_ORDERS, expanded_rel_pos, rel_pos_dim
 from ..ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_neighbour_sum
+from ..utils.validation import check_choice, check_int
 
 REL_POS_SIGNS = ('neighbour_minus_centre', 'centre_minus_neighbour')
 
@@ -125,14 +126,10 @@ class PointConv(nn.Module):
                  aggregation_norm: bool = False, bias: bool = True,
                  max_elements: int = AGG_MAX_ELEMENTS) -> None:
         super().__init__()
-        if num_neighbours < 1 or mid_channels < 1:
-            raise ValueError(f'num_neighbours and mid_channels must be >= 1, got '
-                             f'{num_neighbours} and {mid_channels}')
-        if rel_pos_order not in REL_POS_ORDERS:
-            raise ValueError(f'rel_pos_order must be one of {REL_POS_ORDERS}, '
-                             f'got {rel_pos_order!r}')
-        if rel_pos_sign not in REL_POS_SIGNS:
-            raise ValueError(f'rel_pos_sign must be one of {REL_POS_SIGNS}, got {rel_pos_sign!r}')
+        check_int('num_neighbours', num_neighbours)
+        check_int('mid_channels', mid_channels)
+        check_choice('rel_pos_order', rel_pos_order, REL_POS_ORDERS)
+        check_choice('rel_pos_sign', rel_pos_sign, REL_POS_SIGNS)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_neighbours = num_neighbours

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..ops.gather import batched_index_select
 from ..ops.inverse_distance import inverse_distance_weights, inverse_sqdist_weights
 from ..ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_gather
+from ..utils.validation import check_choice, check_int
 from .point_neighbour_search import (SEARCH_MODES, NeighbourTable, build_neighbour_table,
                                      nearest_tokens)
 
@@ -101,13 +102,9 @@ class PointMSDeformAttn(nn.Module):
             raise ValueError(f'embed_dims={embed_dims} must be divisible by num_heads={num_heads}')
         for name, v in (('num_levels', num_levels), ('num_points', num_points),
                         ('num_neighbours', num_neighbours)):
-            if v < 1:
-                raise ValueError(f'{name} must be >= 1, got {v}')
-        if offset_units not in OFFSET_UNITS:
-            raise ValueError(f'offset_units must be one of {OFFSET_UNITS}, got {offset_units!r}')
-        if neighbour_search not in SEARCH_MODES:
-            raise ValueError(f'neighbour_search must be one of {SEARCH_MODES}, '
-                             f'got {neighbour_search!r}')
+            check_int(name, v)
+        check_choice('offset_units', offset_units, OFFSET_UNITS)
+        check_choice('neighbour_search', neighbour_search, SEARCH_MODES)
         if power <= 0:
             raise ValueError(f'power must be > 0, got {power}')
         self.embed_dims = embed_dims

@@ -30,6 +30,7 @@ from mmcv.cnn import Conv2d
 from mmseg.models.decode_heads import Mask2FormerHead
 from torch import Tensor
 
+from ..utils.validation import check_choice
 from .point_position_encoding import NORMALIZE_BY, point_sine_encoding
 
 
@@ -67,9 +68,7 @@ class PointMask2FormerHead(Mask2FormerHead):
 
     def __init__(self, *args, pos_normalize_by: str = 'canvas', **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if pos_normalize_by not in NORMALIZE_BY:
-            raise ValueError(f'pos_normalize_by must be one of {NORMALIZE_BY}, '
-                             f'got {pos_normalize_by!r}')
+        check_choice('pos_normalize_by', pos_normalize_by, NORMALIZE_BY)
         if not callable(getattr(self.pixel_decoder, 'forward_points', None)):
             raise TypeError(f'PointMask2FormerHead needs a pixel decoder with forward_points '
                             f"(type='PointMSDeformAttnPixelDecoder'), got "

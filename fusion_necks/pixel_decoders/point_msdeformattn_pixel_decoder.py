@@ -5,31 +5,31 @@ Registered as ``'PointMSDeformAttnPixelDecoder'`` in mmdet's and mmseg's ``MODEL
 arguments of mmdet's ``MSDeformAttnPixelDecoder`` (``in_channels``, ``strides``,
 ``feat_channels``, ``out_channels``, ``num_outs``, ``norm_cfg``, ``act_cfg``, ``encoder``
 with ``layer_cfg.self_attn_cfg.num_levels`` for the head's assertion,
-``positional_encoding``, ``init_cfg``) plus the point-specific ones. No OpenMMLab import
-at module level (``init_cfg`` uses ``mmengine.model.initialize`` lazily).
+``positional_encoding``, ``init_cfg``) plus the point-specific ones. An mmengine
+``BaseModule`` (``init_cfg``, ``init_weights``) around the plain-PyTorch
+:class:`~.point_pixel_decoder.PointPixelDecoder`; only ``fusion_necks.registry`` imports
+this module, so ``fusion_necks.pixel_decoders`` itself stays free of OpenMMLab.
 """
 import copy
 from typing import List, Optional, Sequence, Tuple, Union
 
+from mmengine.model import BaseModule
 from torch import Tensor
 
+from ..layers.conv_norm_act import get_act_layer
 from ..ops.point_features import PointFeatures
 from .point_pixel_decoder import PointPixelDecoder
 
 _NORMS = ('LN', 'LayerNorm')
-_ACTS = {'relu': 'relu', 'gelu': 'gelu'}
 #: MultiScaleDeformableAttention / FFN keys that have no meaning without mmcv's CUDA kernel
 _IGNORED_ATTN_KEYS = ('im2col_step', 'batch_first', 'norm_cfg', 'init_cfg', 'value_proj_ratio')
 
 
-def _act_name(cfg: Optional[dict], what: str) -> str:
-    name = str((cfg or {}).get('type', 'ReLU')).lower()
-    if name not in _ACTS:
-        raise ValueError(f"{what} must be dict(type='ReLU') or dict(type='GELU'), got {cfg}")
-    return _ACTS[name]
-
-
-class PointMSDeformAttnPixelDecoder(PointPixelDecoder):
+# BaseModule after the plain decoder in the MRO: PointPixelDecoder.__init__ calls
+# super().__init__() without arguments, which then lands in BaseModule.__init__
+# (init_cfg=None, is_init False) and nn.Module.__init__ exactly once; the module tree,
+# hence the state-dict keys, is the plain decoder's.
+class PointMSDeformAttnPixelDecoder(PointPixelDecoder, BaseModule):
     """Point-based Mask2Former pixel decoder of AutoFocusFormer (CVPR 2023, Sec. 4.1).
 
     See :class:`~.point_pixel_decoder.PointPixelDecoder` for the architecture, the inputs
@@ -40,19 +40,22 @@ class PointMSDeformAttnPixelDecoder(PointPixelDecoder):
         in_channels, strides, feat_channels, out_channels, num_outs: as mmdet's.
         norm_cfg: must be LayerNorm (``dict(type='LN')``): the point decoder replaces
             GroupNorm by LayerNorm (official code); GN raises.
-        act_cfg: activation after the FPN PointConv (ReLU).
+        act_cfg: activation after the FPN PointConv (default ``dict(type='ReLU')``; any
+            activation of :data:`~fusion_necks.layers.conv_norm_act.ACT_LAYERS`).
         encoder: mmdet's ``DeformableDetrTransformerEncoder`` dict: ``num_layers`` (6) and
             ``layer_cfg`` with ``self_attn_cfg`` (``embed_dims`` = ``feat_channels``,
             ``num_heads`` 8, ``num_levels`` 3, ``num_points`` 4, ``dropout``) and
             ``ffn_cfg`` (``feedforward_channels`` 1024, ``num_fcs`` 2, ``ffn_drop``,
-            ``act_cfg``). mmcv-kernel keys (``im2col_step``, ``batch_first``) are accepted
-            and ignored.
+            ``act_cfg``, default ReLU, in place). mmcv-kernel keys (``im2col_step``,
+            ``batch_first``) are accepted and ignored.
         positional_encoding: ``num_feats``, ``temperature``, ``normalize``, ``scale``,
             ``eps``, ``offset`` as mmdet's ``SinePositionalEncoding``, plus
             ``normalize_by`` (``'canvas'`` or ``'tensor_max'``, see
             :mod:`.point_position_encoding`).
         learnable_shepard_power: the core's ``learnable_power``.
-        init_cfg: OpenMMLab init config applied after the default initialisation.
+        init_cfg: OpenMMLab init config, applied by ``init_weights`` after the default
+            (mmdet-style) initialisation; ``Pretrained`` entries last, as ``BaseModule``
+            does.
         **kwargs: the point arguments of :class:`PointPixelDecoder` (``shepard_power``,
             ``upsample_power``, ``neighbour_search``, ``offset_units``, ...).
 
@@ -110,31 +113,25 @@ class PointMSDeformAttnPixelDecoder(PointPixelDecoder):
             ffn_channels=ffn.get('feedforward_channels', 1024),
             dropout=attn.get('dropout', 0.0),
             ffn_dropout=ffn.get('ffn_drop', 0.0),
-            ffn_act=_act_name(ffn.get('act_cfg'), 'encoder.layer_cfg.ffn_cfg.act_cfg'),
-            act=_act_name(act_cfg, 'act_cfg'),
+            # resolved here so that a bad config names its key
+            ffn_act=get_act_layer(ffn.get('act_cfg') or dict(type='ReLU'),
+                                  'encoder.layer_cfg.ffn_cfg.act_cfg'),
+            act=get_act_layer(act_cfg or dict(type='ReLU'), 'act_cfg'),
             learnable_power=learnable_shepard_power,
             positional_encoding=dict(positional_encoding or dict(num_feats=feat_channels // 2,
                                                                  normalize=True)),
             **kwargs)
-        self.init_cfg = copy.deepcopy(init_cfg)
-        self._is_init = False
-
-    # mmengine's BaseModule.init_weights calls a child's init_weights unless is_init
-    @property
-    def is_init(self) -> bool:
-        return self._is_init
-
-    @is_init.setter
-    def is_init(self, value: bool) -> None:
-        self._is_init = value
+        self.init_cfg = copy.deepcopy(init_cfg)  # BaseModule.__init__ ran with None
 
     def init_weights(self) -> None:
-        """Default (mmdet-style) initialisation, then ``init_cfg`` if given."""
-        self.reset_parameters()
-        if self.init_cfg:
-            from mmengine.model import initialize  # lazy: only needed with init_cfg
-            initialize(self, copy.deepcopy(self.init_cfg))
-        self._is_init = True
+        """Default (mmdet-style) initialisation, then ``BaseModule.init_weights``:
+        ``init_cfg`` (``Pretrained`` last). As mmdet's ``MSDeformAttnPixelDecoder``, the
+        default initialisation runs here and not only at construction, so that a parent's
+        generic ``init_cfg`` (applied before its children's ``init_weights``) does not
+        replace it."""
+        if not self.is_init:  # a second call only warns (BaseModule), it changes nothing
+            self.reset_parameters()
+        super().init_weights()
 
     def forward(self, feats: Sequence[Union[Tensor, PointFeatures]]
                 ) -> Tuple[Tensor, List[Tensor]]:

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ..ops.gather import batched_index_select
 from ..ops.knn import knn
+from ..utils.validation import check_choice, check_int
 
 SEARCH_MODES = ('exact', 'grid_table')
 
@@ -176,8 +177,7 @@ def build_neighbour_table(pos: Tensor, canvas: Tuple[int, int], num_candidates: 
             problems) or when the tokens crowd into a few buckets, the bucketed search
             otherwise. Both are exact.
     """
-    if num_candidates < 1:
-        raise ValueError(f'num_candidates must be >= 1, got {num_candidates}')
+    check_int('num_candidates', num_candidates)
     b, n, _ = pos.shape
     h, w = canvas
     k = min(num_candidates, n)
@@ -241,8 +241,7 @@ def nearest_tokens(loc: Tensor, table: NeighbourTable, k: int = 4, mode: str = '
         with ``return_sqdist`` (``sqdist`` bitwise equal to ``|loc - pos[idx]|^2``
         computed as :func:`~fusion_necks.ops.inverse_distance_weights` does).
     """
-    if mode not in SEARCH_MODES:
-        raise ValueError(f'mode must be one of {SEARCH_MODES}, got {mode!r}')
+    check_choice('mode', mode, SEARCH_MODES)
     kk = table.idx.shape[-1]
     if not 1 <= k <= kk:
         raise ValueError(f'k must be in [1, {kk}] (the table holds {kk} candidates), got {k}')

@@ -29,33 +29,22 @@ Inputs are, per backbone level (finest first), either a
 read as the full grid of tokens at the centres of its cells (so any grid backbone works
 and, on grids, the outputs have exactly the shapes of mmdet's decoder).
 """
+from functools import partial
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
+from ..layers.conv_norm_act import ConvNormAct, LayerSpec, create_act_layer
 from ..ops.point_features import PointFeatures
 from ..ops.gather import batched_index_select
 from ..ops.inverse_distance import inverse_distance_interpolate
 from ..ops.knn import knn
+from ..utils.validation import check_int
 from .point_conv import PointConv
 from .point_deform_attn import PointMSDeformAttn, SamplingLevels, build_sampling_levels
 from .point_neighbour_search import NeighbourTable
 from .point_position_encoding import point_sine_encoding
-
-ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
-
-
-def _activation(name: str, inplace: bool = False) -> nn.Module:
-    """``inplace=True`` (ReLU only) where the input is a Linear/LayerNorm output that
-    autograd does not keep (their backward uses their own input), as mmcv's FFN does:
-    it saves one full-size temporary per call."""
-    if name.lower() not in ACTIVATIONS:
-        raise ValueError(f'activation must be one of {sorted(ACTIVATIONS)}, got {name!r}')
-    if name.lower() == 'relu':
-        return nn.ReLU(inplace=inplace)
-    return ACTIVATIONS[name.lower()]()
-
 
 def caffe2_xavier_(linear: nn.Linear) -> None:
     """mmengine's ``caffe2_xavier_init`` (Kaiming-uniform, a=1) with zero bias."""
@@ -66,15 +55,23 @@ def caffe2_xavier_(linear: nn.Linear) -> None:
 
 class PointDeformEncoderLayer(nn.Module):
     """Post-norm Deformable-DETR encoder layer on point tokens:
-    ``x = LN(x + PointMSDeformAttn(x)); x = LN(x + FFN(x))``."""
+    ``x = LN(x + PointMSDeformAttn(x)); x = LN(x + FFN(x))``.
+
+    ``ffn_act`` is a layer spec (:mod:`fusion_necks.layers.conv_norm_act`: ``'relu'``,
+    ``dict(type='GELU')``, a callable).
+    """
 
     def __init__(self, embed_dims: int = 256, ffn_channels: int = 1024, dropout: float = 0.0,
-                 ffn_dropout: float = 0.0, ffn_act: str = 'relu', **attn_kwargs) -> None:
+                 ffn_dropout: float = 0.0, ffn_act: LayerSpec = 'relu', **attn_kwargs) -> None:
         super().__init__()
         self.self_attn = PointMSDeformAttn(embed_dims, dropout=dropout, **attn_kwargs)
         self.norm1 = nn.LayerNorm(embed_dims)
+        # in place (where the activation has the option, e.g. ReLU): its input is a Linear
+        # output that autograd does not keep (Linear's backward uses its own input), as in
+        # mmcv's FFN; it saves one full-size temporary per call
         self.ffn = nn.Sequential(
-            nn.Linear(embed_dims, ffn_channels), _activation(ffn_act, inplace=True),
+            nn.Linear(embed_dims, ffn_channels),
+            create_act_layer(ffn_act, inplace=True, name='ffn_act'),
             nn.Dropout(ffn_dropout),
             nn.Linear(ffn_channels, embed_dims), nn.Dropout(ffn_dropout))
         self.norm2 = nn.LayerNorm(embed_dims)
@@ -83,19 +80,6 @@ class PointDeformEncoderLayer(nn.Module):
                 levels: SamplingLevels) -> Tensor:
         query = self.norm1(query + self.self_attn(query, query_pos, ref_pos, query, levels))
         return self.norm2(query + self.ffn(query))
-
-
-class PointConvNormAct(nn.Module):
-    """``PointConv -> LayerNorm -> activation`` (the point version of ConvModule 3x3)."""
-
-    def __init__(self, channels: int, act: str = 'relu', **conv_kwargs) -> None:
-        super().__init__()
-        self.conv = PointConv(channels, channels, bias=False, **conv_kwargs)
-        self.norm = nn.LayerNorm(channels)
-        self.act = _activation(act)
-
-    def forward(self, feat: Tensor, pos: Tensor, canvas: Tuple[int, int]) -> Tensor:
-        return self.act(self.norm(self.conv(feat, pos, canvas)))
 
 
 class PointPixelDecoder(nn.Module):
@@ -115,8 +99,9 @@ class PointPixelDecoder(nn.Module):
         ffn_channels: encoder FFN width (1024).
         dropout, ffn_dropout: dropout after the attention and in the FFN of the encoder
             (0 in the official configs).
-        ffn_act: FFN activation (``'relu'``).
-        act: activation after the FPN PointConv (``'relu'``).
+        ffn_act: FFN activation, a layer spec (``'relu'``; also ``'gelu'``, an mmcv-style
+            dict or a callable, see :mod:`fusion_necks.layers.conv_norm_act`).
+        act: activation after the FPN PointConv, a layer spec (``'relu'``).
         shepard_power: initial inverse-distance power of the deformable attention (6).
         learnable_power: learn it, one scalar per encoder layer (True, the paper).
         num_interp_neighbours: tokens per sampling point / per upsampled token (4).
@@ -156,8 +141,8 @@ class PointPixelDecoder(nn.Module):
                  ffn_channels: int = 1024,
                  dropout: float = 0.0,
                  ffn_dropout: float = 0.0,
-                 ffn_act: str = 'relu',
-                 act: str = 'relu',
+                 ffn_act: LayerSpec = 'relu',
+                 act: LayerSpec = 'relu',
                  shepard_power: float = 6.0,
                  learnable_power: bool = True,
                  num_interp_neighbours: int = 4,
@@ -180,10 +165,8 @@ class PointPixelDecoder(nn.Module):
             raise ValueError(f'strides must have one entry per level ({n}), got {strides}')
         if any(s % strides[0] for s in strides):
             raise ValueError(f'strides must be multiples of the finest stride, got {strides}')
-        if not 1 <= num_encoder_levels <= n:
-            raise ValueError(f'num_encoder_levels must be in [1, {n}], got {num_encoder_levels}')
-        if not 1 <= num_outs <= n:
-            raise ValueError(f'num_outs must be in [1, {n}], got {num_outs}')
+        check_int('num_encoder_levels', num_encoder_levels, 1, n)
+        check_int('num_outs', num_outs, 1, n)
         if num_candidates < num_interp_neighbours:
             raise ValueError(f'num_candidates ({num_candidates}) must be >= '
                              f'num_interp_neighbours ({num_interp_neighbours})')
@@ -224,12 +207,18 @@ class PointPixelDecoder(nn.Module):
             self.lateral_projs.append(
                 nn.Sequential(nn.Linear(in_channels[i], feat_channels, bias=False),
                               nn.LayerNorm(feat_channels)))
-            self.output_convs.append(
-                PointConvNormAct(feat_channels, act, num_neighbours=pointconv_neighbours,
+            # PointConv over the pointconv_neighbours (9) nearest tokens (the grid
+            # decoder's 3x3 conv) -> LayerNorm -> act, B x N x C -> B x N x C; the norm
+            # keeps the child name `norm` (not ConvNormAct's default `ln`) so the
+            # state-dict keys output_convs.<j>.norm.* of existing checkpoints stay valid
+            point_conv = partial(PointConv, num_neighbours=pointconv_neighbours,
                                  mid_channels=pointconv_mid_channels,
                                  expanded_rel_pos=expanded_rel_pos, rel_pos_order=rel_pos_order,
                                  rel_pos_sign=pointconv_rel_pos_sign,
-                                 aggregation_norm=pointconv_norm, max_elements=max_elements))
+                                 aggregation_norm=pointconv_norm, max_elements=max_elements)
+            self.output_convs.append(
+                ConvNormAct(feat_channels, feat_channels, norm_layer=nn.LayerNorm,
+                            act_layer=act, conv_layer=point_conv, norm_name='norm'))
         self.mask_feature = nn.Linear(feat_channels, out_channels)
         self.reset_parameters()
 

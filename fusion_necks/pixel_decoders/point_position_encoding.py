@@ -20,6 +20,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from ..utils.validation import check_choice
+
 NORMALIZE_BY = ('canvas', 'tensor_max')
 
 
@@ -29,8 +31,7 @@ def point_sine_encoding(pos: Tensor, canvas: Tuple[int, int], num_feats: int = 1
                         normalize_by: str = 'canvas') -> Tensor:
     """Sine encoding of ``B x N x 2`` (x, y) canvas positions -> ``B x N x 2*num_feats``
     (y features first, as mmdet's channel order)."""
-    if normalize_by not in NORMALIZE_BY:
-        raise ValueError(f'normalize_by must be one of {NORMALIZE_BY}, got {normalize_by!r}')
+    check_choice('normalize_by', normalize_by, NORMALIZE_BY)
     h, w = canvas
     p = pos.float()
     x, y = p[..., 0], p[..., 1]
