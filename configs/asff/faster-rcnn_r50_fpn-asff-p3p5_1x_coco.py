@@ -1,4 +1,3 @@
 # Faster R-CNN + ASFF over P3-P5 only; P2 and P6 pass through unchanged.
 _base_ = './faster-rcnn_r50_fpn-asff_1x_coco.py'
 model = dict(neck=[_base_.model.neck[0], dict(_base_.model.neck[1], fuse_levels=[1, 2, 3])])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

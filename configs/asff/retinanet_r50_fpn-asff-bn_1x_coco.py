@@ -5,4 +5,3 @@ model = dict(
         _base_.model.neck[0],
         dict(_base_.model.neck[1], norm_cfg=dict(type='BN', requires_grad=True)),
     ])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

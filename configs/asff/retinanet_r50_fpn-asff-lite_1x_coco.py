@@ -5,4 +5,3 @@ model = dict(neck=[
     _base_.model.neck[0],
     dict(_base_.model.neck[1], fuse_levels=[0, 1, 2], fuse_range=1, expand_kernel=1),
 ])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

@@ -2,4 +2,3 @@
 # fuses P3-P4 and P7 fuses P6-P7 instead of all five levels.
 _base_ = './retinanet_r50_fpn-asff_1x_coco.py'
 model = dict(neck=[_base_.model.neck[0], dict(_base_.model.neck[1], fuse_range=1)])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

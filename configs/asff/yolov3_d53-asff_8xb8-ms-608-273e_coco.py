@@ -2,4 +2,3 @@
 # (../_base_/necks/asff_yolov3.py explains the channels and why there is no expand conv).
 _base_ = ['./yolov3_d53_8xb8-ms-608-273e_coco.py', '../_base_/necks/asff_yolov3.py']
 model = dict(neck=[_base_.model.neck, _base_.asff_neck])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

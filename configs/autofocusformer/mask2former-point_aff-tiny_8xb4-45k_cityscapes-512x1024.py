@@ -6,22 +6,17 @@
 # Table 4). Recipe of the official code (apple/ml-autofocusformer-segmentation): batch 32
 # (8 x 4), AdamW lr 2e-4, wd 0.05, backbone lr x0.1, clip 0.01, 45k iterations, 512x1024
 # crops; the rest (losses, 100 queries, 9+1 decoder layers, pipeline) is mmseg's.
+# The backbone dict (arch, drop path 0.3, ImageNet checkpoint) is
+# ../_base_/models/aff-tiny.py.
 _base_ = ['mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
-          '../_base_/cityscapes_metrics.py']
+          '../_base_/cityscapes_metrics.py', '../_base_/models/aff-tiny.py']
 custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 # IoUMetric + CityscapesMetric (cityscapesscripts) for val and test
 val_evaluator = _base_.cityscapes_evaluator
 test_evaluator = _base_.cityscapes_evaluator
-checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_tiny.pth'  # noqa
+checkpoint_file = _base_.aff_tiny_backbone.init_cfg.checkpoint  # the ImageNet weights
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='AutoFocusFormer',
-        arch='tiny',
-        alpha=8.0,
-        drop_path_rate=0.3,
-        out_dense=False,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+    backbone=dict(_base_.aff_tiny_backbone, _delete_=True, alpha=8.0, out_dense=False),
     decode_head=dict(
         type='PointMask2FormerHead',
         in_channels=[64, 128, 256, 512],

@@ -4,18 +4,14 @@
 # (docs/point_mask2former.md). alpha = 4 (the paper's default). Recipe of the official
 # code (apple/ml-autofocusformer-segmentation): batch 32 (8 x 4), AdamW lr 2e-4,
 # wd 0.05, backbone lr x0.1, clip 0.01, 80k iterations; the rest is mmseg's.
-_base_ = 'mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py'
+# The backbone dict (arch, drop path 0.3, ImageNet checkpoint) is
+# ../_base_/models/aff-tiny.py.
+_base_ = ['mmseg::mask2former/mask2former_r50_8xb2-160k_ade20k-512x512.py',
+          '../_base_/models/aff-tiny.py']
 custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
-checkpoint_file = 'https://docs-assets.developer.apple.com/ml-research/models/aff/classification/aff_tiny.pth'  # noqa
+checkpoint_file = _base_.aff_tiny_backbone.init_cfg.checkpoint  # the ImageNet weights
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='AutoFocusFormer',
-        arch='tiny',
-        alpha=4.0,
-        drop_path_rate=0.3,
-        out_dense=False,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)),
+    backbone=dict(_base_.aff_tiny_backbone, _delete_=True, alpha=4.0, out_dense=False),
     decode_head=dict(
         type='PointMask2FormerHead',
         in_channels=[64, 128, 256, 512],

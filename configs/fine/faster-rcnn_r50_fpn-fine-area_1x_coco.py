@@ -2,5 +2,4 @@
 # (YOLOv12-style; num_areas=4) instead of AATS.
 # One key changed from faster-rcnn_r50_fpn-fine_1x_coco.py.
 _base_ = './faster-rcnn_r50_fpn-fine_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(fine_cfg=dict(attention='area')))

@@ -1,5 +1,4 @@
 # Ablation (Table 4, heads): h=1 heads, i.e. head_dim d=256/1=256, instead of d=16 (h=16).
 # One key changed from faster-rcnn_r50_fpn-fine_1x_coco.py.
 _base_ = './faster-rcnn_r50_fpn-fine_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(fine_cfg=dict(head_dim=256)))

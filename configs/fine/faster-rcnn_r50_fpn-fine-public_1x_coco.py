@@ -4,7 +4,6 @@
 # projections with bias. (Its position embedding, LayerNorms and FFN are not implemented;
 # see docs/fine.md.)
 _base_ = './faster-rcnn_r50_fpn-fine_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(
     neck=dict(
         fine_cfg=dict(attention='aats_linear', modulation='direct',

@@ -1,5 +1,4 @@
 # Ablation (Fig. 5 grid): r=4, k=2 at both FINE steps.
 # One key changed from faster-rcnn_r50_fpn-fine-k2_1x_coco.py (which is r=2, k=2).
 _base_ = './faster-rcnn_r50_fpn-fine-k2_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(fine_cfg=dict(ratio=4)))

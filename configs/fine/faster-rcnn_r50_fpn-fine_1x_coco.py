@@ -1,8 +1,7 @@
 # Faster R-CNN R-50 + FPN+FINE, COCO 1x (FINE paper Table 1: 42.8M, 39.1 AP).
 # Only the neck changes: FPN -> FINEFPN, with the paper's defaults spelled out so that the
 # ablation configs next to this one read as one-key changes.
-_base_ = './faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
+_base_ = '../fpn/faster-rcnn_r50_fpn_1x_coco.py'
 model = dict(
     neck=dict(
         type='FINEFPN',

@@ -7,4 +7,3 @@ model = dict(neck=[
     dict(_base_.asff_neck, in_channels=_base_.model.neck.out_channels,
          level_names=['P2', 'P3', 'P4', 'P5', 'P6']),
 ])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

@@ -4,5 +4,4 @@
 # ../fine/faster-rcnn_r50_fpn-fine_1x_coco.py). Slow on a CPU (mmcv's CPU RoIAlign).
 #   python tools/demo.py --config configs/quickstart/faster-rcnn_r18_fine_synth-coco.py
 _base_ = './faster-rcnn_r18_fpn_synth-coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(type='FINEFPN'))

@@ -1,5 +1,5 @@
 # Quickstart: Faster R-CNN R-18 + FPN trained from scratch on the synthetic COCO set (CPU).
-# The official Faster R-CNN R-50 FPN 1x config (../fine/faster-rcnn_r50_fpn_1x_coco.py) on
+# The official Faster R-CNN R-50 FPN 1x config (../fpn/faster-rcnn_r50_fpn_1x_coco.py) on
 # a ResNet-18 (mmdet ships no Faster R-CNN R-18 config; the same switch as mmdet's
 # retinanet_r18_fpn_1x_coco.py), with the data, pipeline size and schedule of the RetinaNet
 # quickstart (../_base_/synthetic_coco_quickstart.py), plus what training from scratch
@@ -7,7 +7,7 @@
 # Baseline of ./faster-rcnn_r18_fine_synth-coco.py. Slow on a CPU (mmcv's CPU RoIAlign):
 # for trying the model end to end, not for the quickstart comparison.
 #   python tools/demo.py --config configs/quickstart/faster-rcnn_r18_fpn_synth-coco.py
-_base_ = ['../fine/faster-rcnn_r50_fpn_1x_coco.py', '../_base_/synthetic_coco_quickstart.py']
+_base_ = ['../fpn/faster-rcnn_r50_fpn_1x_coco.py', '../_base_/synthetic_coco_quickstart.py']
 
 model = dict(
     backbone=dict(depth=18, init_cfg=None, norm_eval=False),

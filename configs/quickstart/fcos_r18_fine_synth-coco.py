@@ -4,5 +4,4 @@
 # out in ../fine/faster-rcnn_r50_fpn-fine_1x_coco.py).
 #   python tools/demo.py --config configs/quickstart/fcos_r18_fine_synth-coco.py
 _base_ = './fcos_r18_fpn_synth-coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(type='FINEFPN'))

@@ -13,7 +13,6 @@
 #   python tools/train.py configs/quickstart/mask2former-point_aff-mini_synth-cityscapes.py
 _base_ = ['../autofocusformer/mask2former-point_aff-mini_8xb4-45k_cityscapes-512x1024.py',
           '../_base_/synthetic_cityscapes_quickstart.py']
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 
 __data = _base_.synthetic_cityscapes
 data_root = __data.data_root

@@ -7,4 +7,3 @@ model = dict(neck=[
     _base_.model.neck,
     dict(_base_.asff_neck, in_channels=_base_.model.neck.out_channels),
 ])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

@@ -3,5 +3,4 @@
 # identity); the init comparison of docs/fine.md.
 #   python tools/demo.py --neck fine-xavier      (make demo NECK=fine-xavier)
 _base_ = './retinanet_r18_fine_synth-coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(fine_cfg=dict(zeros_init=False)))

@@ -5,5 +5,4 @@
 # ../fine/faster-rcnn_r50_fpn-fine_1x_coco.py).
 #   python tools/demo.py --neck fine      (make demo NECK=fine)
 _base_ = './retinanet_r18_fpn_synth-coco.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(type='FINEFPN'))

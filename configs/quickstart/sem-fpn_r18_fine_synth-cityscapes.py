@@ -4,5 +4,4 @@
 # addition at stride 4; see ../fine/fpn-fine_r50_4xb2-80k_cityscapes-512x1024.py).
 #   python tools/demo.py --task seg --neck fine      (make demo-seg NECK=fine)
 _base_ = './sem-fpn_r18_fpn_synth-cityscapes.py'
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
 model = dict(neck=dict(type='FINEFPN'))

@@ -3,4 +3,3 @@
 # ../asff/yolov3_d53-asff_8xb8-ms-608-273e_coco.py changes it.
 _base_ = ['./yolov3_d53_synth-coco.py', '../_base_/necks/asff_yolov3.py']
 model = dict(neck=[_base_.model.neck, _base_.asff_neck])
-custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)

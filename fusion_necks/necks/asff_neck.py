@@ -10,7 +10,11 @@ level, validates the configuration and follows the OpenMMLab neck contract
                start_level=1, add_extra_convs='on_input', num_outs=5),
           dict(type='ASFFNeck', in_channels=256, num_levels=5)]
 
-(mmengine builds a list of neck configs into an ``nn.Sequential``.)
+(mmengine builds a list of neck configs into an ``nn.Sequential``.) The keyword defaults
+are the paper's generic neck; the other settings are config files:
+``configs/_base_/necks/asff.py`` (after a 5-level FPN), ``asff_yolov3.py`` (after mmdet's
+``YOLOV3Neck``) and ``asff_official.py`` (the official YOLOv3-ASFF modules, whose
+weights :func:`fusion_necks.necks.asff_official_weights.convert_official_asff` maps).
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Union
@@ -22,37 +26,6 @@ from fusion_necks.layers.asff_fusion import LEVEL_ORDERS, ASFFLevelFusion
 from fusion_necks.layers.fusion_weights import fusion_weight_maps
 from fusion_necks.layers.asff_source import (COARSER_CONV_MODES, FINER_RESIZE_MODES,
                                              UPSAMPLE_MODES, WEIGHT_MODES, check_choice)
-
-
-class _Unset:
-    """Marks an argument the user did not pass (so the preset's value applies)."""
-
-    def __repr__(self) -> str:
-        return '<preset default>'
-
-
-UNSET = _Unset()
-
-#: The module-level defaults of every preset. ``None`` is the generic neck
-#: (the paper's reading); ``'official'`` reproduces GOATmessi8/ASFF
-#: ``models/network_blocks.py::ASFF`` (YOLOv3-ASFF, three modules
-#: ``level_{0,1,2}_fusion``, level 0 = stride 32); ``'official_rfb'`` is the same
-#: with ``rfb=True`` (compress_c 8, the ASFF* models); ``'official_mobile'`` is
-#: ``ASFFmobile`` (MobileNetV2-YOLOv3: 512/256/128, ReLU6).
-PRESETS: Dict[Optional[str], dict] = {
-    None: dict(
-        in_channels=None, out_channels=None, num_levels=None, inter_channels=None,
-        input_order='fine_to_coarse', weight_mode='full', compress_c=16,
-        finer_resize='official', coarser_conv='always', upsample_mode='nearest',
-        expand_kernel=3, norm_cfg=dict(type='BN'),
-        act_cfg=dict(type='LeakyReLU', negative_slope=0.1)),
-}
-PRESETS['official'] = dict(
-    PRESETS[None], in_channels=[512, 256, 256], out_channels=[1024, 512, 256],
-    input_order='coarse_to_fine', coarser_conv='auto')
-PRESETS['official_rfb'] = dict(PRESETS['official'], compress_c=8)
-PRESETS['official_mobile'] = dict(
-    PRESETS['official'], in_channels=[512, 256, 128], act_cfg=dict(type='ReLU6'))
 
 DEFAULT_INIT_CFG = [
     # the official init (`init_yolo` in GOATmessi8/ASFF main.py)
@@ -90,7 +63,8 @@ class ASFFNeck(BaseModule):
 
     * coarser sources: the paper compresses channels with a 1x1 conv before
       upsampling (``coarser_conv='always'``, default); the official code skips it when
-      the widths already match (``'auto'``, used by the ``official`` presets).
+      the widths already match (``'auto'``, used by ``configs/_base_/necks/asff_official.py``
+      and ``asff_yolov3.py``).
     * weight prediction: the official code (and the issue) compresses each source to
       ``compress_c`` channels first (``weight_mode='full'``, default); the paper's
       wording "1x1 convolution layers" maps each source straight to its logit
@@ -132,13 +106,18 @@ class ASFFNeck(BaseModule):
         act_cfg: activation (official ``LeakyReLU(0.1)``).
         level_names: names of the input levels for the weight-map labels (e.g.
             ``['P3', 'P4', 'P5', 'P6', 'P7']``; default ``L0..L{N-1}``).
-        preset: ``None`` (the defaults above), ``'official'``, ``'official_rfb'`` or
-            ``'official_mobile'``: the official YOLOv3-ASFF modules (channels
-            512/256/256 in, 1024/512/256 out, coarse-to-fine, ``coarser_conv='auto'``,
-            compress 16 / 8); their parameter names map onto ours with
-            :func:`fusion_necks.necks.asff_official_weights.convert_official_asff`.
-            Every argument passed explicitly overrides the preset.
-        init_cfg: default is the official init (Kaiming normal, a=0.1, fan_in).
+        init_cfg: default is the official init (Kaiming normal, a=0.1, fan_in);
+            ``None`` for none.
+
+    Configurations as config files (``_base_`` them and change single keys with
+    ``dict(_base_.asff_neck, key=value)``): ``configs/_base_/necks/asff.py`` (after a
+    5-level FPN: GN, compress 16), ``asff_yolov3.py`` (after mmdet's ``YOLOV3Neck``:
+    official level order and ``coarser_conv='auto'``, no expand conv) and
+    ``asff_official.py``: the official YOLOv3-ASFF modules ``asff_official``
+    (channels 512/256/256 in, 1024/512/256 out, coarse-to-fine, ``coarser_conv='auto'``,
+    compress 16), ``asff_official_rfb`` (compress 8) and ``asff_official_mobile``
+    (512/256/128 in, ReLU6), whose parameter names map onto ours with
+    :func:`fusion_necks.necks.asff_official_weights.convert_official_asff`.
 
     Shapes: ``forward(inputs)`` with ``inputs[i]``: ``B x in_channels[i] x H_i x W_i``
     returns the same container type with ``B x out_channels[i] x H_i x W_i``.
@@ -149,47 +128,36 @@ class ASFFNeck(BaseModule):
     """
 
     def __init__(self,
-                 in_channels: Union[int, Sequence[int], _Unset] = UNSET,
-                 out_channels: Union[int, Sequence[int], None, _Unset] = UNSET,
-                 num_levels: Union[int, None, _Unset] = UNSET,
+                 in_channels: Union[int, Sequence[int], None] = None,
+                 out_channels: Union[int, Sequence[int], None] = None,
+                 num_levels: Optional[int] = None,
                  fuse_levels: Optional[Sequence[int]] = None,
                  fuse_range: Optional[int] = None,
                  source_levels: Optional[Sequence[Sequence[int]]] = None,
-                 input_order: Union[str, _Unset] = UNSET,
-                 inter_channels: Union[int, Sequence[int], None, _Unset] = UNSET,
-                 weight_mode: Union[str, _Unset] = UNSET,
-                 compress_c: Union[int, _Unset] = UNSET,
-                 finer_resize: Union[str, _Unset] = UNSET,
-                 coarser_conv: Union[str, _Unset] = UNSET,
-                 upsample_mode: Union[str, _Unset] = UNSET,
-                 expand_kernel: Union[int, None, _Unset] = UNSET,
-                 norm_cfg: Union[dict, None, _Unset] = UNSET,
-                 act_cfg: Union[dict, None, _Unset] = UNSET,
+                 input_order: str = 'fine_to_coarse',
+                 inter_channels: Union[int, Sequence[int], None] = None,
+                 weight_mode: str = 'full',
+                 compress_c: int = 16,
+                 finer_resize: str = 'official',
+                 coarser_conv: str = 'always',
+                 upsample_mode: str = 'nearest',
+                 expand_kernel: Optional[int] = 3,
+                 norm_cfg: Optional[dict] = dict(type='BN'),
+                 act_cfg: Optional[dict] = dict(type='LeakyReLU', negative_slope=0.1),
                  level_names: Optional[Sequence[str]] = None,
-                 preset: Optional[str] = None,
-                 init_cfg: Union[dict, List[dict], None, _Unset] = UNSET) -> None:
-        super().__init__(init_cfg=copy.deepcopy(DEFAULT_INIT_CFG)
-                         if isinstance(init_cfg, _Unset) else init_cfg)
-        if preset not in PRESETS:
-            raise ValueError(f'preset must be one of {list(PRESETS)}, got {preset!r}')
-        given = dict(in_channels=in_channels, out_channels=out_channels,
-                     num_levels=num_levels, inter_channels=inter_channels,
-                     input_order=input_order, weight_mode=weight_mode, compress_c=compress_c,
-                     finer_resize=finer_resize, coarser_conv=coarser_conv,
-                     upsample_mode=upsample_mode, expand_kernel=expand_kernel,
-                     norm_cfg=norm_cfg, act_cfg=act_cfg)
-        args = {k: copy.deepcopy(PRESETS[preset][k]) if isinstance(v, _Unset) else v
-                for k, v in given.items()}
-        self.preset = preset
+                 init_cfg: Union[dict, List[dict], None] = DEFAULT_INIT_CFG) -> None:
+        super().__init__(init_cfg=copy.deepcopy(init_cfg))
+        # the defaults are shared between instances: every layer gets its own copy
+        norm_cfg, act_cfg = copy.deepcopy(norm_cfg), copy.deepcopy(act_cfg)
 
-        check_choice('input_order', args['input_order'], LEVEL_ORDERS)
-        check_choice('weight_mode', args['weight_mode'], WEIGHT_MODES)
-        check_choice('finer_resize', args['finer_resize'], FINER_RESIZE_MODES)
-        check_choice('coarser_conv', args['coarser_conv'], COARSER_CONV_MODES)
-        check_choice('upsample_mode', args['upsample_mode'], UPSAMPLE_MODES)
+        check_choice('input_order', input_order, LEVEL_ORDERS)
+        check_choice('weight_mode', weight_mode, WEIGHT_MODES)
+        check_choice('finer_resize', finer_resize, FINER_RESIZE_MODES)
+        check_choice('coarser_conv', coarser_conv, COARSER_CONV_MODES)
+        check_choice('upsample_mode', upsample_mode, UPSAMPLE_MODES)
 
         # ---- number of levels and per-level channels
-        in_ch, n = args['in_channels'], args['num_levels']
+        in_ch, n = in_channels, num_levels
         if in_ch is None:
             raise ValueError('in_channels is required (an int with num_levels, or a list)')
         if isinstance(in_ch, int):
@@ -202,10 +170,9 @@ class ASFFNeck(BaseModule):
             raise ValueError(f'num_levels must be an int >= 2, got {n!r}')
         self.num_levels = n
         self.in_channels = _per_level('in_channels', in_ch, n, 'levels (num_levels)')
-        out_ch = args['out_channels']
-        self.out_channels = list(self.in_channels) if out_ch is None else _per_level(
-            'out_channels', out_ch, n, 'input levels')
-        self.input_order = args['input_order']
+        self.out_channels = list(self.in_channels) if out_channels is None else _per_level(
+            'out_channels', out_channels, n, 'input levels')
+        self.input_order = input_order
 
         # ---- which levels are fused, and from which sources
         fuse = list(range(n)) if fuse_levels is None else list(fuse_levels)
@@ -238,9 +205,8 @@ class ASFFNeck(BaseModule):
             source_levels = [list(self.fuse_levels) for _ in self.fuse_levels]
         self.source_levels = {lvl: tuple(s) for lvl, s in zip(self.fuse_levels, source_levels)}
 
-        inter = args['inter_channels']
-        inter = (list(self.in_channels) if inter is None else
-                 _per_level('inter_channels', inter, n, 'input levels'))
+        inter = (list(self.in_channels) if inter_channels is None else
+                 _per_level('inter_channels', inter_channels, n, 'input levels'))
         self.inter_channels = inter
         if level_names is not None and len(level_names) != n:
             raise ValueError(f'level_names must have {n} entries, got {list(level_names)}')
@@ -252,11 +218,10 @@ class ASFFNeck(BaseModule):
             self.fusions[str(lvl)] = ASFFLevelFusion(
                 self.in_channels, lvl, inter_channels=inter[lvl],
                 out_channels=self.out_channels[lvl], source_levels=self.source_levels[lvl],
-                order=self.input_order, weight_mode=args['weight_mode'],
-                compress_c=args['compress_c'], finer_resize=args['finer_resize'],
-                coarser_conv=args['coarser_conv'], upsample_mode=args['upsample_mode'],
-                expand_kernel=args['expand_kernel'], norm_cfg=args['norm_cfg'],
-                act_cfg=args['act_cfg'], level_names=self.level_names)
+                order=self.input_order, weight_mode=weight_mode, compress_c=compress_c,
+                finer_resize=finer_resize, coarser_conv=coarser_conv,
+                upsample_mode=upsample_mode, expand_kernel=expand_kernel, norm_cfg=norm_cfg,
+                act_cfg=act_cfg, level_names=self.level_names)
 
     def forward(self, inputs: Sequence[Tensor]) -> Sequence[Tensor]:
         if not isinstance(inputs, (tuple, list)):

@@ -1,10 +1,11 @@
-"""Official YOLOv3-ASFF parameter names -> :class:`ASFFNeck` (``preset='official'``).
+"""Official YOLOv3-ASFF parameter names -> :class:`ASFFNeck` (the official modules).
 
 The official repository (GOATmessi8/ASFF, formerly ruinmessi/ASFF) holds three
 modules ``level_{L}_fusion`` (``L = 0`` is stride 32) of class ``ASFF`` (or
 ``ASFFmobile``) in ``models/yolov3_asff.py``. Their parameters map one to one onto
-an ``ASFFNeck(preset='official')`` (or ``'official_rfb'`` / ``'official_mobile'``),
-whose levels are in the same coarse-to-fine order::
+the ASFFNeck ``asff_official`` of ``configs/_base_/necks/asff_official.py`` (or
+``asff_official_rfb`` / ``asff_official_mobile``), whose levels are in the same
+coarse-to-fine order::
 
     level_{L}_fusion.stride_level_{n}.conv.*       -> fusions.{L}.sources.{n}.resize.0.conv.*
     level_{L}_fusion.stride_level_{n}.batch_norm.* -> fusions.{L}.sources.{n}.resize.0.bn.*
@@ -66,7 +67,7 @@ def unwrap_checkpoint(checkpoint: Mapping) -> Mapping[str, torch.Tensor]:
 
 def convert_official_asff(state_dict: Mapping[str, torch.Tensor],
                           prefix: str = '') -> Tuple['OrderedDict[str, torch.Tensor]', List[str]]:
-    """Rename an official YOLOv3-ASFF state dict for ``ASFFNeck(preset='official...')``.
+    """Rename an official YOLOv3-ASFF state dict for the official ``ASFFNeck`` configs.
 
     Args:
         state_dict: the official model's (or checkpoint's, see :func:`unwrap_checkpoint`)

@@ -1,5 +1,6 @@
 """configs/asff: every config parses and builds; ASFF configs differ from their baseline
-only in the neck, ablations from the main ASFF config in exactly one key."""
+(the official FPN detectors in configs/fpn/, YOLOv3 here) only in the neck, ablations from
+the main ASFF config in exactly one key."""
 import glob
 import os.path as osp
 
@@ -8,7 +9,10 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG_DIR = osp.join(ROOT, 'configs', 'asff')
+FPN_DIR = osp.join(ROOT, 'configs', 'fpn')   # the official FPN baselines, shared with FINE
 CONFIGS = sorted(glob.glob(osp.join(CFG_DIR, '*.py')))
+FPN_BASELINES = ['retinanet_r50_fpn_1x_coco.py', 'fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+                 'faster-rcnn_r50_fpn_1x_coco.py']
 
 # ASFF config -> (baseline, fused levels, ASFF parameters from the design notes (M))
 ASFF = {
@@ -44,17 +48,19 @@ MAIN = 'retinanet_r50_fpn-asff_1x_coco.py'
 
 def load(name):
     from mmengine.config import Config
-    return Config.fromfile(osp.join(CFG_DIR, name))
+    return Config.fromfile(osp.join(FPN_DIR if name in FPN_BASELINES else CFG_DIR, name))
 
 
 def test_the_expected_configs_exist():
     names = {osp.basename(p) for p in CONFIGS}
-    assert set(ASFF) | {b for b, _ in ASFF.values()} <= names
+    assert set(ASFF) | {b for b, _ in ASFF.values()} <= names | set(FPN_BASELINES)
+    assert not names & set(FPN_BASELINES)   # kept once, in configs/fpn/
+    assert all(osp.isfile(osp.join(FPN_DIR, b)) for b in FPN_BASELINES)
 
 
 @pytest.fixture(scope='module')
 def cfgs():
-    return {osp.basename(p): load(osp.basename(p)) for p in CONFIGS}
+    return {name: load(name) for name in [osp.basename(p) for p in CONFIGS] + FPN_BASELINES}
 
 
 def test_every_config_imports_fusion_necks(cfgs):

@@ -74,8 +74,8 @@ def test_demo_one_word_switch_finds_the_fine_configs():
     ('faster-rcnn_r18_fpn_synth-coco.py', 'faster-rcnn_r50_fpn_1x_coco.py'),
     ('mask-rcnn_r18_fpn_synth-coco.py', 'mask-rcnn_r50_fpn_1x_coco.py')])
 def test_two_stage_quickstarts_are_the_official_models_on_r18(name, official):
-    # configs/fine/*_r50_fpn_1x_coco.py: the official mmdet configs, unchanged
-    ours, ref = load(osp.join(QS, name)), load(osp.join(ROOT, 'configs', 'fine', official))
+    # configs/fpn/*_r50_fpn_1x_coco.py: the official mmdet configs, unchanged
+    ours, ref = load(osp.join(QS, name)), load(osp.join(ROOT, 'configs', 'fpn', official))
     changed = diff(ours.model.to_dict(), ref.model.to_dict())
     expected = {'model.backbone.depth', 'model.backbone.init_cfg.type',
                 'model.backbone.init_cfg.checkpoint', 'model.backbone.init_cfg',

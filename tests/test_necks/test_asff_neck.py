@@ -1,4 +1,6 @@
-"""ASFFNeck: registry, chaining after FPN / YOLOV3Neck, presets, official weights."""
+"""ASFFNeck: registry, chaining after FPN / YOLOV3Neck, the official modules of
+configs/_base_/necks/asff_official.py, official weights."""
+import functools
 import importlib.util
 import os.path as osp
 
@@ -15,6 +17,24 @@ from fusion_necks.necks.asff_official_weights import (convert_official_asff, off
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PYRAMID_800 = [(100, 168), (50, 84), (25, 42), (13, 21), (7, 11)]   # P3..P7 of 800x1344
+OFFICIAL_CFG = osp.join(ROOT, 'configs', '_base_', 'necks', 'asff_official.py')
+
+
+@functools.lru_cache()
+def _official_cfgs():
+    from mmengine.config import Config
+    return Config.fromfile(OFFICIAL_CFG).to_dict()
+
+
+def official_cfg(name: str = 'official', **overrides) -> dict:
+    """``asff_<name>`` of configs/_base_/necks/asff_official.py, with ``overrides``."""
+    return dict(_official_cfgs()[f'asff_{name}'], **overrides)
+
+
+def official_neck(name: str = 'official', **overrides) -> ASFFNeck:
+    kwargs = official_cfg(name, **overrides)
+    assert kwargs.pop('type') == 'ASFFNeck'
+    return ASFFNeck(**kwargs)
 
 
 def n_params(module: nn.Module) -> int:
@@ -98,18 +118,18 @@ class RefYOLOv3ASFF(nn.Module):
         return [getattr(self, f'level_{lvl}_fusion')(x0, x1, x2) for lvl in range(3)]
 
 
-# ------------------------------------------------------------------ presets and counts
+# ------------------------------------------------------------------ official modules, counts
 
 
-@pytest.mark.parametrize('preset, counts', [
+@pytest.mark.parametrize('name, counts', [
     ('official', [7_106_803, 1_915_123, 734_451]),
     ('official_rfb', [7_094_395, 1_908_859, 728_187]),
 ])
-def test_official_preset_parameters_per_level_match_the_official_module(preset, counts):
-    neck = ASFFNeck(preset=preset)
+def test_official_config_parameters_per_level_match_the_official_module(name, counts):
+    neck = official_neck(name)
     assert [n_params(neck.fusions[str(lvl)]) for lvl in range(3)] == counts
     # and our independent rebuild of the official module agrees
-    c = 8 if preset == 'official_rfb' else 16
+    c = 8 if name == 'official_rfb' else 16
     assert [n_params(RefOfficialASFF(lvl, c)) for lvl in range(3)] == counts
 
 
@@ -140,8 +160,23 @@ def test_simple_neck_weight_prediction_params():
         assert sum(n_params(s.weight) for s in f.sources.values()) == 771
 
 
-def test_explicit_arguments_override_the_preset():
-    neck = ASFFNeck(preset='official', compress_c=8, norm_cfg=dict(type='GN', num_groups=16))
+def test_yolov3_config_is_the_official_module_without_expand():
+    """configs/_base_/necks/asff_yolov3.py: the official module's keys, at YOLOV3Neck's
+    widths (512/256/128) and without the expand conv (the head's 3x3 bridge is it)."""
+    from mmengine.config import Config
+    yolo = Config.fromfile(osp.join(ROOT, 'configs', '_base_', 'necks',
+                                    'asff_yolov3.py')).asff_neck.to_dict()
+    official = official_cfg()
+    assert yolo['input_order'] == official['input_order'] == 'coarse_to_fine'
+    assert yolo['coarser_conv'] == official['coarser_conv'] == 'auto'
+    assert yolo.get('compress_c', 16) == official['compress_c'] == 16
+    assert yolo['in_channels'] == yolo['out_channels'] == [512, 256, 128]
+    assert yolo['expand_kernel'] is None
+    assert set(yolo) <= set(official) | {'expand_kernel', 'level_names'}
+
+
+def test_config_keys_override_the_official_module():
+    neck = official_neck(compress_c=8, norm_cfg=dict(type='GN', num_groups=16))
     assert neck.fusions['0'].weight_levels.in_channels == 24
     assert neck.fusions['0'].expand.norm_name == 'gn'
     assert neck.input_order == 'coarse_to_fine' and neck.out_channels == [1024, 512, 256]
@@ -153,7 +188,7 @@ def test_explicit_arguments_override_the_preset():
 def test_official_weights_load_and_reproduce_the_official_outputs():
     torch.manual_seed(0)
     ref = randomise_(RefYOLOv3ASFF()).eval()
-    neck = ASFFNeck(preset='official').eval()
+    neck = official_neck('official').eval()
     # as saved by the official training script (DataParallel prefix, 'model' key)
     ckpt = {'model': {'module.' + k: v for k, v in ref.state_dict().items()}}
     converted, unused = convert_official_asff(ckpt['model'])
@@ -172,7 +207,7 @@ def test_official_weights_load_and_reproduce_the_official_outputs():
 def test_official_mobile_weights_map_too():
     ref = nn.ModuleDict({f'level_{lvl}_fusion': RefOfficialASFF(lvl, 16, (512, 256, 128))
                          for lvl in range(3)})
-    neck = ASFFNeck(preset='official_mobile')
+    neck = official_neck('official_mobile')
     assert hasattr(ref['level_2_fusion'], 'compress_level_1')
     converted, unused = convert_official_asff(ref.state_dict())
     assert not unused
@@ -212,7 +247,7 @@ def test_converter_tool(tmp_path):
     tool.main([str(src), str(dst), '--prefix', 'neck.1.'])
     state = torch.load(dst, map_location='cpu')['state_dict']
     assert all(k.startswith('neck.1.fusions.') for k in state)
-    neck = ASFFNeck(preset='official_rfb')
+    neck = official_neck('official_rfb')
     neck.load_state_dict({k[len('neck.1.'):]: v for k, v in state.items()}, strict=True)
     torch.testing.assert_close(neck.fusions['1'].sources['0'].resize[0].conv.weight,
                                ref.level_1_fusion.compress_level_0.conv.weight)
@@ -260,8 +295,8 @@ def test_after_yolov3_neck_coarse_to_fine():
     necks = MODELS.build([
         dict(type='YOLOV3Neck', num_scales=3, in_channels=[64, 32, 16],
              out_channels=[32, 16, 8]),
-        dict(type='ASFFNeck', preset='official', in_channels=[32, 16, 8],
-             out_channels=[32, 16, 8], expand_kernel=None)]).eval()
+        official_cfg(in_channels=[32, 16, 8], out_channels=[32, 16, 8],
+                     expand_kernel=None)]).eval()
     feats = (torch.randn(1, 16, 32, 40), torch.randn(1, 32, 16, 20), torch.randn(1, 64, 8, 10))
     set_fusion_weight_recording(necks)
     with torch.no_grad():
@@ -335,7 +370,7 @@ def test_init_weights_follows_the_official_init():
     (dict(in_channels=8, num_levels=3, weight_mode='sum'), 'weight_mode'),
     (dict(in_channels=8, num_levels=3, input_order='top_down'), 'input_order'),
     (dict(in_channels=8, num_levels=3, level_names=['P3']), 'level_names'),
-    (dict(preset='yolox'), 'preset'),
+    (dict(), 'in_channels is required'),
     (dict(in_channels=8, num_levels=2, out_channels=4, expand_kernel=None), 'expand'),
 ])
 def test_mismatched_configuration_fails_at_construction(kwargs, match):

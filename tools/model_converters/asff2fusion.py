@@ -3,8 +3,9 @@
     python tools/model_converters/asff2fusion.py SRC DST [--prefix neck.1.]
 
 Only the three fusion modules (``level_{0,1,2}_fusion``) are converted; they load
-with ``strict=True`` into ``ASFFNeck(preset='official')`` (``'official_rfb'`` for
-the ASFF* / ``--rfb`` checkpoints, ``'official_mobile'`` for MobileNetV2). The name
+with ``strict=True`` into the ASFFNeck ``asff_official`` of
+``configs/_base_/necks/asff_official.py`` (``asff_official_rfb`` for the ASFF* /
+``--rfb`` checkpoints, ``asff_official_mobile`` for MobileNetV2). The name
 mapping is documented in ``fusion_necks/necks/asff_official_weights.py`` and
 ``docs/asff.md``. ``--prefix`` puts the weights where the neck sits in a detector
 (``neck.1.`` when it is the second entry of ``neck=[...]``); the output is a

@@ -6,10 +6,13 @@
 # level order). The official 'expand' 3x3 conv (512->1024, 256->512, BN, LeakyReLU 0.1) is
 # exactly the 3x3 'convs_bridge' that mmdet's YOLOV3Head already applies, so ASFF has no
 # expand here (the official code also drops the baseline's 3x3 in front of each head).
+# The other keys are those of the official module (./asff_official.py); the rest of
+# ASFFNeck's defaults (compress 16, full weights, BN, LeakyReLU 0.1) are the official ones.
 asff_neck = dict(
     type='ASFFNeck',
-    preset='official',
     in_channels=[512, 256, 128],
     out_channels=[512, 256, 128],
+    input_order='coarse_to_fine',   # the official level order: level 0 = stride 32
+    coarser_conv='auto',            # no 1x1 before upsampling where the widths match
     expand_kernel=None,
     level_names=['P5', 'P4', 'P3'])

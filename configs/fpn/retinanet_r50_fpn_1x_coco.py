@@ -1,4 +1,4 @@
 # RetinaNet R-50 + FPN, COCO 1x: the official mmdet config, unchanged (baseline of
-# retinanet_r50_fpn-fine_1x_coco.py).
+# ../fine/retinanet_r50_fpn-fine_1x_coco.py and ../asff/retinanet_r50_fpn-asff*_1x_coco.py).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['fusion_necks.registry'], allow_failed_imports=False)
