@@ -12,7 +12,7 @@ need no scope prefix.
 
 The modules themselves are plain PyTorch (``fusion_necks.ops``, ``.layers``,
 ``.backbones``) or thin subclasses of framework classes (``.necks``,
-``.decode_heads``, ``.pixel_decoders``). Entries are ``'module.path:ClassName'``
+``.decode_heads``). Entries are ``'module.path:ClassName'``
 strings imported lazily here, so a user who has only mmdet (or only mmseg, or only
 torch) can still import this module: the framework that is missing is skipped.
 
@@ -33,7 +33,7 @@ MMDET_MODULES: List[Tuple[str, str]] = [
     ('AutoFocusFormer',
      'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
     ('PointMSDeformAttnPixelDecoder',
-     'fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
+     'fusion_necks.decode_heads.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
 ]
 
 MMSEG_MODULES: List[Tuple[str, str]] = [
@@ -48,9 +48,9 @@ MMSEG_MODULES: List[Tuple[str, str]] = [
     ('AutoFocusFormer',
      'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
     ('PointMSDeformAttnPixelDecoder',
-     'fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
+     'fusion_necks.decode_heads.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
     ('PointMask2FormerHead',
-     'fusion_necks.pixel_decoders.point_mask2former_head:PointMask2FormerHead'),
+     'fusion_necks.decode_heads.point_mask2former_head:PointMask2FormerHead'),
 ]
 
 FRAMEWORKS: Dict[str, List[Tuple[str, str]]] = {

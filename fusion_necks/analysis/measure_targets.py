@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
-from ..pixel_decoders.point_pixel_decoder import PointPixelDecoder
+from ..layers.point.point_pixel_decoder import PointPixelDecoder
 
 
 class PixelDecoderOnMaps(nn.Module):

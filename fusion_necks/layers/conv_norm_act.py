@@ -1,6 +1,6 @@
 """The one conv / norm / activation builder of the plain layers (timm style).
 
-``fusion_necks.layers``, ``.ops``, ``.backbones`` and ``.pixel_decoders`` must run where
+``fusion_necks.layers``, ``.ops``, ``.backbones`` (with ``.layers.point``) must run where
 only PyTorch is installed, so they cannot use mmcv's ``ConvModule`` /
 ``build_norm_layer`` (the mm-facing heads in ``fusion_necks.decode_heads`` do). Every
 plain layer that builds a configurable norm or activation goes through this module.

@@ -82,7 +82,7 @@ def test_frozen_stages_and_norm_eval():
 
 
 def test_config_set_and_keys():
-    # the point-Mask2Former configs are checked in tests/test_pixel_decoders
+    # the point-Mask2Former configs are checked in tests/test_point_decoder
     assert {p.name for p in CONFIGS if not p.name.startswith('mask2former-point_')} == {
         'upernet_aff-tiny_8xb2-160k_ade20k-512x512.py',
         'upernet_aff-mini-1-5th_8xb2-160k_ade20k-512x512.py',

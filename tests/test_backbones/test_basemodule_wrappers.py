@@ -10,8 +10,8 @@ from mmengine.model import BaseModule
 import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.backbones import AutoFocusFormer
 from fusion_necks.backbones.autofocusformer_backbone import AutoFocusFormerBackbone
-from fusion_necks.pixel_decoders import PointPixelDecoder
-from fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder import \
+from fusion_necks.layers.point import PointPixelDecoder
+from fusion_necks.decode_heads.point_msdeformattn_pixel_decoder import \
     PointMSDeformAttnPixelDecoder
 
 NARROW = dict(arch='mini', embed_dims=(16, 16, 32, 32), depths=(1, 1, 1, 1),

@@ -84,7 +84,7 @@ def test_conv_norm_act_spellings_bias_and_shapes():
 
 def test_conv_norm_act_around_another_conv():
     """conv_layer: the point decoder's PointConv -> LayerNorm -> ReLU, B x N x C tokens."""
-    from fusion_necks.pixel_decoders import PointConv
+    from fusion_necks.layers.point import PointConv
     block = ConvNormAct(8, 8, norm_layer=nn.LayerNorm, act_layer='relu', norm_name='norm',
                         conv_layer=partial(PointConv, num_neighbours=4))
     assert isinstance(block.conv, PointConv) and block.conv.linear.bias is None

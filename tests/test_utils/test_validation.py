@@ -74,7 +74,7 @@ def test_modules_raise_the_shared_messages(build, match):
     from fusion_necks.layers.asff_source import ASFFSource  # noqa: F401
     from fusion_necks.layers.token_sampling import TokenSampler  # noqa: F401
     from fusion_necks.ops import knn  # noqa: F401
-    from fusion_necks.pixel_decoders import PointConv, PointMSDeformAttn  # noqa: F401
+    from fusion_necks.layers.point import PointConv, PointMSDeformAttn  # noqa: F401
     with pytest.raises(ValueError, match=match):
         eval(build)
 

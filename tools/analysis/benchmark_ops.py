@@ -52,9 +52,9 @@ REFERENCES = osp.join(osp.dirname(osp.abspath(__file__)), 'op_references')
 M2F_TINY = 'configs/autofocusformer/mask2former-point_aff-tiny_8xb4-45k_cityscapes-512x1024.py'
 # modules that call ops.knn (each imported the function by name)
 KNN_CALLERS = ('fusion_necks.backbones.aff_stage', 'fusion_necks.backbones.aff_downsample',
-               'fusion_necks.pixel_decoders.point_conv',
-               'fusion_necks.pixel_decoders.point_neighbour_search',
-               'fusion_necks.pixel_decoders.point_pixel_decoder',
+               'fusion_necks.layers.point.point_conv',
+               'fusion_necks.layers.point.point_neighbour_search',
+               'fusion_necks.layers.point.point_pixel_decoder',
                'fusion_necks.ops.inverse_distance')
 NAMED_CASES = {
     'knn-aff-tiny-512x512': 'AFF-Tiny backbone, 512x512: all ops.knn calls (stage 1 first)',

@@ -3,9 +3,9 @@ brute-force references written here (AFF Sec. 4.1)."""
 import pytest
 import torch
 
-from fusion_necks.pixel_decoders.point_deform_attn import (PointMSDeformAttn,
+from fusion_necks.layers.point.point_deform_attn import (PointMSDeformAttn,
                                                             build_sampling_levels)
-from fusion_necks.pixel_decoders.point_neighbour_search import (build_neighbour_table,
+from fusion_necks.layers.point.point_neighbour_search import (build_neighbour_table,
                                                                 nearest_tokens)
 
 CANVAS = (12, 16)  # h, w
@@ -25,7 +25,7 @@ def _brute_knn(loc, pos, k):
 
 
 def test_exact_search_equals_brute_force_inside_and_outside_the_canvas(monkeypatch):
-    import fusion_necks.pixel_decoders.point_neighbour_search as pns
+    import fusion_necks.layers.point.point_neighbour_search as pns
     failures = []
     monkeypatch.setattr(pns, '_refine_failed', lambda q, failed, *a, f=pns._refine_failed: (
         failures.append(int(failed.sum())), f(q, failed, *a))[1])
@@ -54,7 +54,7 @@ def test_exact_search_equals_brute_force_inside_and_outside_the_canvas(monkeypat
 @pytest.mark.parametrize('layout,bucketed', [('uniform', True), ('half_empty', True),
                                              ('float', True), ('clustered', False)])
 def test_bucketed_neighbour_table_equals_brute_force(layout, bucketed, monkeypatch):
-    import fusion_necks.pixel_decoders.point_neighbour_search as pns
+    import fusion_necks.layers.point.point_neighbour_search as pns
     calls = []
     monkeypatch.setattr(pns, '_refine_failed', lambda q, failed, *a, f=pns._refine_failed: (
         calls.append(int(failed.sum())), f(q, failed, *a))[1])

@@ -22,10 +22,10 @@ from typing import List, NamedTuple, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..ops.gather import batched_index_select
-from ..ops.inverse_distance import inverse_distance_weights, inverse_sqdist_weights
-from ..ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_gather
-from ..utils.validation import check_choice, check_int
+from ...ops.gather import batched_index_select
+from ...ops.inverse_distance import inverse_distance_weights, inverse_sqdist_weights
+from ...ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_gather
+from ...utils.validation import check_choice, check_int
 from .point_neighbour_search import (SEARCH_MODES, NeighbourTable, build_neighbour_table,
                                      nearest_tokens)
 

@@ -36,9 +36,9 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..ops.gather import batched_index_select
-from ..ops.knn import knn
-from ..utils.validation import check_choice, check_int
+from ...ops.gather import batched_index_select
+from ...ops.knn import knn
+from ...utils.validation import check_choice, check_int
 
 SEARCH_MODES = ('exact', 'grid_table')
 

@@ -17,11 +17,11 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..ops.gather import batched_index_select
-from ..ops.knn import knn
-from ..ops.rel_pos_features import REL_POS_ORDERS, expanded_rel_pos, rel_pos_dim
-from ..ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_neighbour_sum
-from ..utils.validation import check_choice, check_int
+from ...ops.gather import batched_index_select
+from ...ops.knn import knn
+from ...ops.rel_pos_features import REL_POS_ORDERS, expanded_rel_pos, rel_pos_dim
+from ...ops.weighted_aggregation import AGG_MAX_ELEMENTS, weighted_neighbour_sum
+from ...utils.validation import check_choice, check_int
 
 REL_POS_SIGNS = ('neighbour_minus_centre', 'centre_minus_neighbour')
 

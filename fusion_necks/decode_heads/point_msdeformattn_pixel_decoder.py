@@ -8,7 +8,7 @@ with ``layer_cfg.self_attn_cfg.num_levels`` for the head's assertion,
 ``positional_encoding``, ``init_cfg``) plus the point-specific ones. An mmengine
 ``BaseModule`` (``init_cfg``, ``init_weights``) around the plain-PyTorch
 :class:`~.point_pixel_decoder.PointPixelDecoder`; only ``fusion_necks.registry`` imports
-this module, so ``fusion_necks.pixel_decoders`` itself stays free of OpenMMLab.
+this module, so ``fusion_necks.layers.point`` itself stays free of OpenMMLab.
 """
 import copy
 from typing import List, Optional, Sequence, Tuple, Union
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..layers.conv_norm_act import get_act_layer
 from ..ops.point_features import PointFeatures
-from .point_pixel_decoder import PointPixelDecoder
+from ..layers.point.point_pixel_decoder import PointPixelDecoder
 
 _NORMS = ('LN', 'LayerNorm')
 #: MultiScaleDeformableAttention / FFN keys that have no meaning without mmcv's CUDA kernel

@@ -20,7 +20,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..utils.validation import check_choice
+from ...utils.validation import check_choice
 
 NORMALIZE_BY = ('canvas', 'tensor_max')
 

@@ -1,8 +1,10 @@
-"""Point-based Mask2Former pixel decoder of AutoFocusFormer (CVPR 2023, Sec. 4.1).
+"""Layers on point tokens (plain PyTorch), and the point-based Mask2Former pixel decoder
+of AutoFocusFormer (CVPR 2023, Sec. 4.1) built from them.
 
-The plain-PyTorch pieces are exported here. The OpenMMLab-facing classes,
-``point_msdeformattn_pixel_decoder.PointMSDeformAttnPixelDecoder`` (mmdet + mmseg) and
-``point_mask2former_head.PointMask2FormerHead`` (mmseg), are imported lazily by
+The token type is :class:`fusion_necks.ops.point_features.PointFeatures`. The
+OpenMMLab-facing classes, ``fusion_necks.decode_heads.point_msdeformattn_pixel_decoder.
+PointMSDeformAttnPixelDecoder`` (mmdet + mmseg) and ``fusion_necks.decode_heads.
+point_mask2former_head.PointMask2FormerHead`` (mmseg), are imported lazily by
 ``fusion_necks.registry``.
 """
 from .point_conv import PointConv, grid_self_knn, self_knn

@@ -35,12 +35,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..layers.conv_norm_act import ConvNormAct, LayerSpec, create_act_layer
-from ..ops.point_features import PointFeatures
-from ..ops.gather import batched_index_select
-from ..ops.inverse_distance import inverse_distance_interpolate
-from ..ops.knn import knn
-from ..utils.validation import check_int
+from ..conv_norm_act import ConvNormAct, LayerSpec, create_act_layer
+from ...ops.point_features import PointFeatures
+from ...ops.gather import batched_index_select
+from ...ops.inverse_distance import inverse_distance_interpolate
+from ...ops.knn import knn
+from ...utils.validation import check_int
 from .point_conv import PointConv
 from .point_deform_attn import PointMSDeformAttn, SamplingLevels, build_sampling_levels
 from .point_neighbour_search import NeighbourTable

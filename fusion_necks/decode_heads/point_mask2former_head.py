@@ -31,7 +31,7 @@ from mmseg.models.decode_heads import Mask2FormerHead
 from torch import Tensor
 
 from ..utils.validation import check_choice
-from .point_position_encoding import NORMALIZE_BY, point_sine_encoding
+from ..layers.point.point_position_encoding import NORMALIZE_BY, point_sine_encoding
 
 
 def sample_at_points(maps: Tensor, pos: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
 import fusion_necks.registry  # noqa: F401  (registers our modules)
-from fusion_necks.pixel_decoders.point_mask2former_head import (PointMask2FormerHead,
+from fusion_necks.decode_heads.point_mask2former_head import (PointMask2FormerHead,
                                                                  sample_at_points)
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,10 @@ import torch
 import fusion_necks.registry  # noqa: F401  (registers our modules)
 from fusion_necks.ops.point_features import PointFeatures
 from fusion_necks.ops.inverse_distance import inverse_distance_interpolate
-from fusion_necks.pixel_decoders import PointPixelDecoder, point_sine_encoding
-from fusion_necks.pixel_decoders.point_msdeformattn_pixel_decoder import \
+from fusion_necks.layers.point import PointPixelDecoder, point_sine_encoding
+from fusion_necks.decode_heads.point_msdeformattn_pixel_decoder import \
     PointMSDeformAttnPixelDecoder
-from fusion_necks.pixel_decoders.point_neighbour_search import build_neighbour_table
+from fusion_necks.layers.point.point_neighbour_search import build_neighbour_table
 
 SMALL = dict(feat_channels=32, out_channels=16, num_heads=4, num_layers=2, ffn_channels=64)
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from fusion_necks.ops.knn import knn
-from fusion_necks.pixel_decoders.point_conv import PointConv, grid_self_knn, is_full_grid
+from fusion_necks.layers.point.point_conv import PointConv, grid_self_knn, is_full_grid
 
 
 def _grid(h, w):
