@@ -31,7 +31,7 @@ MMDET_MODULES: List[Tuple[str, str]] = [
     ('ASFFNeck', 'fusion_necks.necks.asff_neck:ASFFNeck'),
     # -- AutoFocusFormer --
     ('AutoFocusFormer',
-     'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
+     'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormer'),
     ('PointMSDeformAttnPixelDecoder',
      'fusion_necks.decode_heads.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
 ]
@@ -46,7 +46,7 @@ MMSEG_MODULES: List[Tuple[str, str]] = [
     ('SkipNetWarmupHead', 'fusion_necks.decode_heads.skipnet_warmup_head:SkipNetWarmupHead'),
     # -- AutoFocusFormer --
     ('AutoFocusFormer',
-     'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormerBackbone'),
+     'fusion_necks.backbones.autofocusformer_backbone:AutoFocusFormer'),
     ('PointMSDeformAttnPixelDecoder',
      'fusion_necks.decode_heads.point_msdeformattn_pixel_decoder:PointMSDeformAttnPixelDecoder'),
     ('PointMask2FormerHead',

@@ -30,7 +30,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from fusion_necks.backbones.autofocusformer import AutoFocusFormer  # noqa: E402
+from fusion_necks.backbones.autofocusformer import AutoFocusFormerNet  # noqa: E402
 
 SQUARE = 6
 
@@ -62,7 +62,7 @@ def make_batch(g: torch.Generator, batch: int,
 
 
 @torch.no_grad()
-def kept_tokens(model: AutoFocusFormer, x: torch.Tensor,
+def kept_tokens(model: AutoFocusFormerNet, x: torch.Tensor,
                 token_mask: torch.Tensor) -> Dict[str, torch.Tensor]:
     """Tokens kept by the first downsampling, as canvas cell ids, and score statistics."""
     was_training = model.training
@@ -104,7 +104,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
-    model = AutoFocusFormer('mini', embed_dims=(32, 64, 96, 128), depths=(1, 1, 2, 1),
+    model = AutoFocusFormerNet('mini', embed_dims=(32, 64, 96, 128), depths=(1, 1, 2, 1),
                             num_heads=(2, 2, 4, 4), mlp_ratio=2.0, alpha=args.alpha,
                             num_classes=3)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)

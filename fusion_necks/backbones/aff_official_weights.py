@@ -94,7 +94,7 @@ def kv_official_to_ours(weight: Tensor, num_heads: int) -> Tensor:
 def convert_official_aff(
         state_dict: Mapping[str, Tensor],
         rel_pos_order: str = 'paper') -> Tuple['OrderedDict[str, Tensor]', List[str]]:
-    """Convert an official AutoFocusFormer state dict to :class:`AutoFocusFormer` names.
+    """Convert an official AutoFocusFormer state dict to :class:`AutoFocusFormerNet` names.
 
     Args:
         state_dict: official tensors (CLS classifier or SEG backbone, optionally with

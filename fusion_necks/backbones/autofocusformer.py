@@ -44,7 +44,7 @@ def _per_stage(value, num_stages: int, name: str) -> tuple:
     return value
 
 
-class AutoFocusFormer(nn.Module):
+class AutoFocusFormerNet(nn.Module):
     """AutoFocusFormer backbone (paper Fig. 2, Table 1).
 
     ``patch embedding (stride 4) -> 4 stages``; each stage clusters its tokens
@@ -212,10 +212,10 @@ class AutoFocusFormer(nn.Module):
         self.rel_pos_order = rel_pos_order
         self.rules = rules
         self.reset_parameters()
-        self.register_load_state_dict_pre_hook(AutoFocusFormer._convert_official_on_load)
+        self.register_load_state_dict_pre_hook(AutoFocusFormerNet._convert_official_on_load)
 
     @staticmethod
-    def _convert_official_on_load(module: 'AutoFocusFormer', state_dict: dict, prefix: str,
+    def _convert_official_on_load(module: 'AutoFocusFormerNet', state_dict: dict, prefix: str,
                                   *args) -> None:
         """Rename an official state dict in place (only when it looks official)."""
         own = {k[len(prefix):]: state_dict[k] for k in list(state_dict) if k.startswith(prefix)}
@@ -271,10 +271,10 @@ class AutoFocusFormer(nn.Module):
 
 def autofocusformer_imagenet(arch: str = 'mini', num_classes: int = 1000,
                              nbhd_size: Union[int, Sequence[int]] = (48, 48, 48, 49),
-                             **kwargs) -> AutoFocusFormer:
+                             **kwargs) -> AutoFocusFormerNet:
     """The ImageNet classifier of the paper (Table 1, Table 3), for parameter and FLOP counts.
 
-    ``AutoFocusFormer(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49))``: the official
+    ``AutoFocusFormerNet(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49))``: the official
     classification configs use a last-stage neighbourhood of 49, so at 224x224 (3136 ->
     784 -> 196 -> 49 tokens) the last stage attends globally. Made for the callable
     targets of the measurement tools, e.g.
@@ -285,6 +285,6 @@ def autofocusformer_imagenet(arch: str = 'mini', num_classes: int = 1000,
         arch: preset name (see :data:`AFF_ARCH_SETTINGS`).
         num_classes: classes of the linear head.
         nbhd_size: per-stage neighbourhood sizes.
-        **kwargs: any other :class:`AutoFocusFormer` argument.
+        **kwargs: any other :class:`AutoFocusFormerNet` argument.
     """
-    return AutoFocusFormer(arch, num_classes=num_classes, nbhd_size=nbhd_size, **kwargs)
+    return AutoFocusFormerNet(arch, num_classes=num_classes, nbhd_size=nbhd_size, **kwargs)

@@ -1,6 +1,6 @@
-"""The AutoFocusFormer registered in mmdet's and mmseg's ``MODELS`` as ``AutoFocusFormer``.
+"""``AutoFocusFormer``: the backbone registered under that name in mmdet's and mmseg's ``MODELS``.
 
-A thin subclass of the plain-PyTorch :class:`AutoFocusFormer` with the OpenMMLab
+A thin subclass of the plain-PyTorch network :class:`AutoFocusFormerNet` with the OpenMMLab
 backbone conventions: ``init_cfg`` (e.g. ``dict(type='Pretrained', checkpoint=...)`` of
 a checkpoint converted by ``tools/model_converters/aff2fusion.py``), ``frozen_stages``,
 ``norm_eval`` and, by default, dense outputs so that FPN/UPerHead-style necks and heads
@@ -14,19 +14,19 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ..utils.validation import check_int
-from .autofocusformer import AutoFocusFormer
+from .autofocusformer import AutoFocusFormerNet
 
 
-# BaseModule after AutoFocusFormer in the MRO: AutoFocusFormer.__init__ calls
+# BaseModule after AutoFocusFormerNet in the MRO: AutoFocusFormerNet.__init__ calls
 # super().__init__() without arguments, which then lands in BaseModule.__init__
 # (init_cfg=None, is_init False) and nn.Module.__init__ exactly once. (BaseModule first
-# would make BaseModule.__init__'s own super().__init__() call AutoFocusFormer.__init__
+# would make BaseModule.__init__'s own super().__init__() call AutoFocusFormerNet.__init__
 # with no arguments: a second, default network.) The module tree, hence the state-dict
 # keys and the official-checkpoint load hook, is the plain backbone's.
-class AutoFocusFormerBackbone(AutoFocusFormer, BaseModule):
+class AutoFocusFormer(AutoFocusFormerNet, BaseModule):
     """AutoFocusFormer as an OpenMMLab backbone.
 
-    All arguments of :class:`AutoFocusFormer` are accepted (``arch``, ``ds_rate``,
+    All arguments of :class:`AutoFocusFormerNet` are accepted (``arch``, ``ds_rate``,
     ``alpha``, the ablation switches, ...), plus:
 
     Args:
@@ -76,7 +76,7 @@ class AutoFocusFormerBackbone(AutoFocusFormer, BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
-    def train(self, mode: bool = True) -> 'AutoFocusFormerBackbone':
+    def train(self, mode: bool = True) -> 'AutoFocusFormer':
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

@@ -27,13 +27,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+_AFF_REASON = (
+    'AutoFocusFormer is not exportable to ONNX: its clustering (argsort of '
+    'space-filling-curve keys), adaptive merging (topk of learned importance) and kNN '
+    'neighbourhoods give data-dependent token orders and counts that a traced graph '
+    'would freeze to the export image')
+
 # one line per model family that cannot be exported, keyed by a module class name in it
+# (the registered AutoFocusFormer and the plain AutoFocusFormerNet it subclasses)
 NOT_EXPORTABLE = {
-    'AutoFocusFormerBackbone': (
-        'AutoFocusFormer is not exportable to ONNX: its clustering (argsort of '
-        'space-filling-curve keys), adaptive merging (topk of learned importance) and kNN '
-        'neighbourhoods give data-dependent token orders and counts that a traced graph '
-        'would freeze to the export image'),
+    'AutoFocusFormer': _AFF_REASON,
+    'AutoFocusFormerNet': _AFF_REASON,
     'PointMSDeformAttnPixelDecoder': (
         'the point Mask2Former pixel decoder is not exportable to ONNX: it works on the '
         "AutoFocusFormer's irregular tokens (kNN over data-dependent positions)"),

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fusion_necks.backbones.aff_official_weights import (convert_official_aff,
                                                         random_official_aff_state_dict)
-from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer
+from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormerNet
 from fusion_necks.ops.knn import knn
 from fusion_necks.ops.nbhd_attention import nbhd_attention
 from fusion_necks.ops.space_filling_cluster import space_filling_order
@@ -290,7 +290,7 @@ def _converted(arch, rules, seed=0):
     official = random_official_aff_state_dict(arch, num_classes=1000, seed=seed)
     converted, unused = convert_official_aff(official)
     assert not unused
-    model = AutoFocusFormer(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49), rules=rules)
+    model = AutoFocusFormerNet(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49), rules=rules)
     model.load_state_dict(converted, strict=True)
     return official, model.eval()
 
@@ -324,7 +324,7 @@ def test_official_rules_match_the_official_network(hw):
 
 def test_exact_rules_stay_batch_invariant_and_are_the_default():
     _, model = _converted('mini', 'exact')
-    assert AutoFocusFormer('mini').rules == 'exact'
+    assert AutoFocusFormerNet('mini').rules == 'exact'
     x = torch.randn(2, 3, 200, 232, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         both = model(x)
@@ -334,7 +334,7 @@ def test_exact_rules_stay_batch_invariant_and_are_the_default():
 
 def test_bad_rules_raise():
     with pytest.raises(ValueError, match='rules'):
-        AutoFocusFormer('mini', rules='authors')
+        AutoFocusFormerNet('mini', rules='authors')
     with pytest.raises(ValueError, match='rules'):
         space_filling_order(torch.zeros(1, 4, 2), 2, (2, 2), rules='paper')
 

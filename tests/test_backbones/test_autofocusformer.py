@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fusion_necks.backbones import aff_downsample
-from fusion_necks.backbones.autofocusformer import AutoFocusFormer
+from fusion_necks.backbones.autofocusformer import AutoFocusFormerNet
 from fusion_necks.ops.point_features import PointFeatures
 
 
@@ -18,21 +18,21 @@ NARROW = dict(embed_dims=(16, 16, 16, 16), depths=(1, 1, 1, 1), num_heads=(2, 2,
                                           ('base', 75.34), ('tiny_1_5th', 27.02)])
 def test_parameter_counts_with_classification_head(arch, paper_m):
     """Paper Table 1 (Mini/Tiny/Small) and the official README (Base 75.34M)."""
-    model = AutoFocusFormer(arch, num_classes=1000)
+    model = AutoFocusFormerNet(arch, num_classes=1000)
     count = sum(p.numel() for p in model.parameters())
     assert abs(count / 1e6 / paper_m - 1) < 0.005, count
 
 
 def test_backbone_only_parameter_count_mini():
     # design notes §1: backbone + 4 output LayerNorms, no head: 6.37M for Mini
-    count = sum(p.numel() for p in AutoFocusFormer('mini').parameters())
+    count = sum(p.numel() for p in AutoFocusFormerNet('mini').parameters())
     assert abs(count / 1e6 - 6.37) < 0.01
 
 
 @pytest.mark.parametrize('ds_rate,counts', [(0.25, [16384, 4096, 1024, 256]),
                                             (0.2, [16384, 3276, 655, 131])])
 def test_token_counts_at_512(ds_rate, counts):
-    model = AutoFocusFormer('mini', ds_rate=ds_rate, **NARROW).eval()
+    model = AutoFocusFormerNet('mini', ds_rate=ds_rate, **NARROW).eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 512, 512))
     assert [o.feat.shape[1] for o in outs] == counts
@@ -53,7 +53,7 @@ def test_token_counts_at_512(ds_rate, counts):
 
 def test_one_image_alone_equals_inside_a_batch():
     torch.manual_seed(0)
-    model = AutoFocusFormer('mini', embed_dims=(16, 32, 32, 32), depths=(1, 1, 2, 1),
+    model = AutoFocusFormerNet('mini', embed_dims=(16, 32, 32, 32), depths=(1, 1, 2, 1),
                             num_heads=(1, 2, 2, 2)).eval()
     x = torch.randn(3, 3, 96, 128)
     with torch.no_grad():
@@ -67,7 +67,7 @@ def test_one_image_alone_equals_inside_a_batch():
 
 @pytest.mark.parametrize('hw', [(100, 132), (37, 53), (32, 32)])
 def test_sizes_not_multiple_of_32(hw):
-    model = AutoFocusFormer('mini', **NARROW).eval()
+    model = AutoFocusFormerNet('mini', **NARROW).eval()
     h, w = -(-hw[0] // 4), -(-hw[1] // 4)
     with torch.no_grad():
         outs = model(torch.randn(2, 3, *hw))
@@ -83,7 +83,7 @@ def test_sizes_not_multiple_of_32(hw):
 
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
-    model = AutoFocusFormer('small', embed_dims=(16, 32, 32, 48), depths=(1, 2, 1, 1),
+    model = AutoFocusFormerNet('small', embed_dims=(16, 32, 32, 48), depths=(1, 2, 1, 1),
                             num_heads=(2, 2, 4, 4), drop_path_rate=0.0)  # layer scale on
     outs = model(torch.randn(2, 3, 64, 80))
     sum((o.feat * torch.randn_like(o.feat)).sum() for o in outs).backward()
@@ -93,7 +93,7 @@ def test_gradients_reach_every_parameter():
 
 
 def test_importance_layers_learn_only_through_merge_weights(monkeypatch):
-    model = AutoFocusFormer('mini', **NARROW)
+    model = AutoFocusFormerNet('mini', **NARROW)
     x = torch.randn(1, 3, 64, 64)
     sum(o.feat.square().sum() for o in model(x)).backward()
     imp = [s.downsample.importance.weight for s in model.stages[:3]]
@@ -108,7 +108,7 @@ def test_importance_layers_learn_only_through_merge_weights(monkeypatch):
 
 def test_classifier_global_last_stage_at_224():
     """Paper Sec. 5.1: at 224 the last stage has 49 tokens and attends globally."""
-    model = AutoFocusFormer('mini', nbhd_size=(48, 48, 48, 49), num_classes=10,
+    model = AutoFocusFormerNet('mini', nbhd_size=(48, 48, 48, 49), num_classes=10,
                             embed_dims=(16, 16, 16, 32), depths=(1, 1, 1, 1)).eval()
     with torch.no_grad():
         stages = model.forward_stages(torch.randn(1, 3, 224, 224))
@@ -127,7 +127,7 @@ def test_classifier_global_last_stage_at_224():
                                     dict(blank_token=False), dict(reserve_tokens=False),
                                     dict(alpha=8.0), dict(rel_pos_order='official')])
 def test_ablation_switches(kwargs):
-    model = AutoFocusFormer('mini', **NARROW, **kwargs)
+    model = AutoFocusFormerNet('mini', **NARROW, **kwargs)
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.feat.shape[1] for o in outs] == [256, 64, 16, 4]
     attn = model.stages[0].blocks[0].attn
@@ -143,7 +143,7 @@ def test_ablation_switches(kwargs):
 
 
 def test_stage1_neighbourhood_cache_is_keyed_by_canvas():
-    model = AutoFocusFormer('mini', **NARROW).eval()
+    model = AutoFocusFormerNet('mini', **NARROW).eval()
     with torch.no_grad():
         a1 = model(torch.ones(1, 3, 64, 64))
         model(torch.ones(2, 3, 96, 64))  # another size, larger batch
@@ -154,7 +154,7 @@ def test_stage1_neighbourhood_cache_is_keyed_by_canvas():
 
 
 def test_dense_outputs_match_point_outputs():
-    model = AutoFocusFormer('mini', **NARROW, out_dense=True).eval()
+    model = AutoFocusFormerNet('mini', **NARROW, out_dense=True).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         dense = model(x)
@@ -169,21 +169,21 @@ def test_dense_outputs_match_point_outputs():
 
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match='arch'):
-        AutoFocusFormer('huge')
+        AutoFocusFormerNet('huge')
     with pytest.raises(ValueError, match='divisible'):
-        AutoFocusFormer('mini', num_heads=(3, 4, 8, 16))
+        AutoFocusFormerNet('mini', num_heads=(3, 4, 8, 16))
     with pytest.raises(ValueError, match='nbhd_size'):
-        AutoFocusFormer('mini', nbhd_size=(48, 48))
+        AutoFocusFormerNet('mini', nbhd_size=(48, 48))
     with pytest.raises(ValueError, match='rel_pos_order'):
-        AutoFocusFormer('mini', rel_pos_order='swin')
+        AutoFocusFormerNet('mini', rel_pos_order='swin')
     with pytest.raises(ValueError, match='nbhd_size'):
-        AutoFocusFormer('mini', nbhd_size=4)
+        AutoFocusFormerNet('mini', nbhd_size=4)
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
-    ref = AutoFocusFormer('mini', **NARROW)
-    cp = AutoFocusFormer('mini', **NARROW, with_cp=True)
+    ref = AutoFocusFormerNet('mini', **NARROW)
+    cp = AutoFocusFormerNet('mini', **NARROW, with_cp=True)
     cp.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 48, 64)
     grads = []
@@ -199,7 +199,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
 def test_low_precision_forward_backward():
     """bf16 weights (model.to(bfloat16)) run end to end; positions stay int64."""
     torch.manual_seed(0)
-    model = AutoFocusFormer('mini', **NARROW).to(torch.bfloat16)
+    model = AutoFocusFormerNet('mini', **NARROW).to(torch.bfloat16)
     outs = model(torch.randn(1, 3, 64, 64, dtype=torch.bfloat16))
     assert all(o.feat.dtype == torch.bfloat16 and o.pos.dtype == torch.int64 for o in outs)
     sum(o.feat.float().sum() for o in outs).backward()

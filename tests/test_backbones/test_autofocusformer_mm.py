@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import fusion_necks.registry  # noqa: F401  (registers our modules)
-from fusion_necks.backbones.autofocusformer_backbone import AutoFocusFormerBackbone
+from fusion_necks.backbones.autofocusformer_backbone import AutoFocusFormer
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / 'configs' / 'autofocusformer').glob('*.py'))
@@ -24,7 +24,7 @@ def test_registered_and_returns_dense_pyramid(framework):
     from importlib import import_module
     models = import_module(f'{framework}.registry').MODELS
     model = models.build(dict(type='AutoFocusFormer', **NARROW))
-    assert isinstance(model, AutoFocusFormerBackbone)
+    assert isinstance(model, AutoFocusFormer)
     outs = model(torch.randn(2, 3, 72, 100))
     assert [tuple(o.shape) for o in outs] == [(2, 16, 18, 25), (2, 16, 9, 13), (2, 32, 5, 7),
                                               (2, 32, 3, 4)]
@@ -32,7 +32,7 @@ def test_registered_and_returns_dense_pyramid(framework):
 
 def test_init_cfg_pretrained_loads_converted_and_official_files(tmp_path):
     from mmseg.registry import MODELS
-    src = AutoFocusFormerBackbone(**NARROW)
+    src = AutoFocusFormer(**NARROW)
     path = tmp_path / 'ours.pth'
     torch.save({'state_dict': src.state_dict()}, path)
     model = MODELS.build(dict(type='AutoFocusFormer', **NARROW,
@@ -70,7 +70,7 @@ def test_init_cfg_pretrained_loads_converted_and_official_files(tmp_path):
 
 
 def test_frozen_stages_and_norm_eval():
-    model = AutoFocusFormerBackbone(**NARROW, frozen_stages=2, norm_eval=True)
+    model = AutoFocusFormer(**NARROW, frozen_stages=2, norm_eval=True)
     model.train()
     assert not any(p.requires_grad for p in model.patch_embed.parameters())
     assert not any(p.requires_grad for p in model.stages[1].parameters())
@@ -78,7 +78,7 @@ def test_frozen_stages_and_norm_eval():
     assert not model.patch_embed.bn.training and not model.stages[0].training
     assert model.stages[3].training
     with pytest.raises(ValueError, match='frozen_stages'):
-        AutoFocusFormerBackbone(**NARROW, frozen_stages=5)
+        AutoFocusFormer(**NARROW, frozen_stages=5)
 
 
 def test_config_set_and_keys():

@@ -8,8 +8,8 @@ import torch
 from mmengine.model import BaseModule
 
 import fusion_necks.registry  # noqa: F401  (registers our modules)
-from fusion_necks.backbones import AutoFocusFormer
-from fusion_necks.backbones.autofocusformer_backbone import AutoFocusFormerBackbone
+from fusion_necks.backbones import AutoFocusFormerNet
+from fusion_necks.backbones.autofocusformer_backbone import AutoFocusFormer
 from fusion_necks.layers.point import PointPixelDecoder
 from fusion_necks.decode_heads.point_msdeformattn_pixel_decoder import \
     PointMSDeformAttnPixelDecoder
@@ -33,13 +33,13 @@ def _same_tree(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 def test_backbone_is_a_base_module_with_the_plain_keys_and_values():
-    assert issubclass(AutoFocusFormerBackbone, BaseModule)
-    mro = AutoFocusFormerBackbone.__mro__
-    assert mro.index(AutoFocusFormer) < mro.index(BaseModule)  # plain __init__ runs once
+    assert issubclass(AutoFocusFormer, BaseModule)
+    mro = AutoFocusFormer.__mro__
+    assert mro.index(AutoFocusFormerNet) < mro.index(BaseModule)  # plain __init__ runs once
     torch.manual_seed(0)
-    plain = AutoFocusFormer(**NARROW, out_dense=True)
+    plain = AutoFocusFormerNet(**NARROW, out_dense=True)
     torch.manual_seed(0)
-    wrapped = AutoFocusFormerBackbone(**NARROW)
+    wrapped = AutoFocusFormer(**NARROW)
     _same_tree(plain, wrapped)
     assert not wrapped.is_init and wrapped.init_cfg is None
     wrapped.init_weights()   # no init_cfg: the official init of construction stays
@@ -48,13 +48,13 @@ def test_backbone_is_a_base_module_with_the_plain_keys_and_values():
 
 
 def test_backbone_pretrained_applies_last_and_frozen_stages_stay_frozen(tmp_path):
-    src = AutoFocusFormerBackbone(**NARROW)
+    src = AutoFocusFormer(**NARROW)
     path = tmp_path / 'ours.pth'
     torch.save({'state_dict': src.state_dict()}, path)
     # Pretrained listed first still wins over a Constant init of every Linear
     cfg = [dict(type='Pretrained', checkpoint=str(path)),
            dict(type='Constant', layer='Linear', val=0.5)]
-    model = AutoFocusFormerBackbone(**NARROW, frozen_stages=1, init_cfg=copy.deepcopy(cfg))
+    model = AutoFocusFormer(**NARROW, frozen_stages=1, init_cfg=copy.deepcopy(cfg))
     model.init_weights()
     _same_tree(src, model)
     assert not any(p.requires_grad for p in model.patch_embed.parameters())

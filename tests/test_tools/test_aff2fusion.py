@@ -8,7 +8,7 @@ import torch
 
 from fusion_necks.backbones.aff_official_weights import (convert_official_aff,
                                                         random_official_aff_state_dict)
-from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer
+from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormerNet
 from fusion_necks.ops.rel_pos_features import expanded_rel_pos
 
 
@@ -31,7 +31,7 @@ def test_classifier_checkpoint_loads_strict_and_matches_official_functions():
     official = official_state_dict('mini', num_classes=1000)
     converted, unused = convert_official_aff(official)
     assert not unused
-    model = AutoFocusFormer('mini', num_classes=1000)
+    model = AutoFocusFormerNet('mini', num_classes=1000)
     model.load_state_dict(converted, strict=True)
     attn = model.stages[2].blocks[3].attn
     # kv: official [k_h | v_h] per head == ours [k | v] split per head
@@ -63,7 +63,7 @@ def test_segmentation_checkpoint_with_prefix_and_layer_scale():
     official = official_state_dict('small', seg=True)
     converted, unused = convert_official_aff(official, rel_pos_order='official')
     assert unused == ['sem_seg_head.predictor.class_embed.weight']
-    model = AutoFocusFormer('small', rel_pos_order='official')
+    model = AutoFocusFormerNet('small', rel_pos_order='official')
     model.load_state_dict(converted, strict=True)
     assert torch.equal(model.out_norms['3'].weight, official['backbone.norm3.weight'])
     assert torch.equal(model.stages[1].blocks[0].gamma2,
@@ -84,7 +84,7 @@ def test_command_line_tool_reads_pth_and_d2_pkl(tmp_path):
     tool.main([str(src), str(dst)])
     ckpt = torch.load(dst, weights_only=True)
     assert ckpt['meta']['rel_pos_order'] == 'paper'
-    AutoFocusFormer('mini', num_classes=1000).load_state_dict(ckpt['state_dict'], strict=True)
+    AutoFocusFormerNet('mini', num_classes=1000).load_state_dict(ckpt['state_dict'], strict=True)
     # Detectron2 .pkl with numpy arrays (what the segmentation repo trains from)
     seg = {k: v.numpy() for k, v in official_state_dict('mini', seg=True).items()}
     pkl = tmp_path / 'aff_mini_seg.pkl'
@@ -92,7 +92,7 @@ def test_command_line_tool_reads_pth_and_d2_pkl(tmp_path):
         pickle.dump({'model': seg, '__author__': 'd2'}, f)
     tool.main([str(pkl), str(tmp_path / 'seg.pth')])
     state = torch.load(tmp_path / 'seg.pth', weights_only=True)['state_dict']
-    AutoFocusFormer('mini').load_state_dict(state, strict=True)
+    AutoFocusFormerNet('mini').load_state_dict(state, strict=True)
 
 
 
@@ -130,17 +130,17 @@ def test_command_line_tool_refuses_pickled_code_unless_trusted(tmp_path):
 def test_official_checkpoint_loads_directly_through_the_load_hook():
     """``load_state_dict`` of an official file works without running the tool."""
     official = official_state_dict('mini', num_classes=1000, seed=3)
-    model = AutoFocusFormer('mini', num_classes=1000)
+    model = AutoFocusFormerNet('mini', num_classes=1000)
     model.load_state_dict({'model': official, 'epoch': 299}, strict=True)
     converted, _ = convert_official_aff(official)
     for k, v in model.state_dict().items():
         assert torch.equal(v, converted[k]), k
     # inside a bigger module (prefix 'backbone.'), and a segmentation backbone file
     wrapper = torch.nn.Module()
-    wrapper.backbone = AutoFocusFormer('mini')
+    wrapper.backbone = AutoFocusFormerNet('mini')
     seg = official_state_dict('mini', seg=True, seed=4)
     seg.pop('sem_seg_head.predictor.class_embed.weight')
     wrapper.load_state_dict(seg, strict=True)
     assert torch.equal(wrapper.backbone.out_norms['1'].bias, seg['backbone.norm1.bias'])
     # our own names are left alone
-    AutoFocusFormer('mini').load_state_dict(wrapper.backbone.state_dict(), strict=True)
+    AutoFocusFormerNet('mini').load_state_dict(wrapper.backbone.state_dict(), strict=True)

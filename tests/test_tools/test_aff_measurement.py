@@ -25,9 +25,9 @@ def _breakdown_tool():
 
 
 def test_factory_is_the_paper_classifier():
-    from fusion_necks.backbones.autofocusformer import AutoFocusFormer, autofocusformer_imagenet
+    from fusion_necks.backbones.autofocusformer import AutoFocusFormerNet, autofocusformer_imagenet
     model = autofocusformer_imagenet('mini')
-    assert isinstance(model, AutoFocusFormer) and model.num_classes == 1000
+    assert isinstance(model, AutoFocusFormerNet) and model.num_classes == 1000
     assert [s.nbhd_size for s in model.stages] == [48, 48, 48, 49]
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(6.75e6, rel=5e-3)
 
@@ -101,7 +101,7 @@ def test_get_flops_callable_path_without_mm(tmp_path):
 
 def test_benchmark_callable_path_without_mm_reports_throughput(tmp_path):
     out = _run_without_mm([
-        'tools/analysis/benchmark.py', 'fusion_necks.backbones.autofocusformer:AutoFocusFormer',
+        'tools/analysis/benchmark.py', 'fusion_necks.backbones.autofocusformer:AutoFocusFormerNet',
         '--inputs', '2,3,64,64', '--kwargs', '{"arch": "mini"}', '--runs', '2', '--warmup', '1',
         '--backward', '--json', str(tmp_path / 'b.json')])
     res = json.load(open(tmp_path / 'b.json'))['results'][0]

@@ -34,11 +34,11 @@ def test_synthetic_knn_case_against_the_reference(tmp_path, capsys):
 
 def test_recording_replays_the_real_calls_and_restores_knn():
     tool = _tool()
-    from fusion_necks.backbones.autofocusformer import AutoFocusFormer
+    from fusion_necks.backbones.autofocusformer import AutoFocusFormerNet
     stage = importlib.import_module('fusion_necks.backbones.aff_stage')
     before = stage.knn
     torch.manual_seed(0)
-    model = AutoFocusFormer(arch='mini').eval()
+    model = AutoFocusFormerNet(arch='mini').eval()
     with torch.no_grad():
         calls = tool.record_knn_calls(lambda: model(torch.randn(1, 3, 64, 64)))
     assert stage.knn is before

@@ -63,13 +63,13 @@ def test_check_choice_message_lists_the_choices_as_a_tuple():
     ("ASFFLevelFusion([8, 8], 0, order='up')", r"^order must be one of"),
     # ops / backbones / pixel decoders
     ("knn(torch.zeros(1, 2, 2), torch.zeros(1, 3, 2), 1, ties='any')", r'^ties must be one of'),
-    ("AutoFocusFormer('huge')", r"^arch must be one of \('base', 'base_1_5th', "),
+    ("AutoFocusFormerNet('huge')", r"^arch must be one of \('base', 'base_1_5th', "),
     ("PointConv(8, 8, num_neighbours=0)", r'^num_neighbours must be an int >= 1, got 0$'),
     ("PointMSDeformAttn(8, 2, offset_units='px')", r'^offset_units must be one of'),
 ])
 def test_modules_raise_the_shared_messages(build, match):
     import torch  # noqa: F401  (used by the expressions)
-    from fusion_necks.backbones import AutoFocusFormer  # noqa: F401
+    from fusion_necks.backbones import AutoFocusFormerNet  # noqa: F401
     from fusion_necks.layers import BAFF, FINE, ASFFLevelFusion, CrossLevelAttention  # noqa
     from fusion_necks.layers.asff_source import ASFFSource  # noqa: F401
     from fusion_necks.layers.token_sampling import TokenSampler  # noqa: F401

@@ -1,7 +1,7 @@
 """Top-5 ImageNet classes of an official AutoFocusFormer checkpoint under both readings.
 
 Loads an official classification checkpoint (apple/ml-autofocusformer ``.pth``, converted
-on load) into :class:`~fusion_necks.backbones.AutoFocusFormer` twice, with
+on load) into :class:`~fusion_necks.backbones.AutoFocusFormerNet` twice, with
 ``rules='exact'`` (our default) and ``rules='official'`` (the official code's four
 discrete rules, see docs/autofocusformer.md), and prints, for one image, the top-5 class
 indices and probabilities of each and the largest logit difference between them.
@@ -30,7 +30,7 @@ if ROOT not in sys.path:
 
 from fusion_necks.backbones.aff_official_weights import (  # noqa: E402
     random_official_aff_state_dict, unwrap_checkpoint)
-from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormer  # noqa: E402
+from fusion_necks.backbones.autofocusformer import AFF_ARCH_SETTINGS, AutoFocusFormerNet  # noqa: E402
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -75,8 +75,8 @@ def load_official_state(path: str, trust: bool) -> dict:
     return dict(unwrap_checkpoint(ckpt))
 
 
-def build(arch: str, rules: str, state: dict) -> AutoFocusFormer:
-    model = AutoFocusFormer(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49), rules=rules)
+def build(arch: str, rules: str, state: dict) -> AutoFocusFormerNet:
+    model = AutoFocusFormerNet(arch, num_classes=1000, nbhd_size=(48, 48, 48, 49), rules=rules)
     model.load_state_dict(state, strict=True)  # the load hook converts official names
     return model.eval()
 

@@ -179,9 +179,9 @@ def _knn_calls(case: str) -> List[Tuple]:
         db = torch.rand(1, nd, 2, generator=g) * side
         return [((q, db, k), {})]
     if case == 'knn-aff-tiny-512x512':
-        from fusion_necks.backbones.autofocusformer import AutoFocusFormer
+        from fusion_necks.backbones.autofocusformer import AutoFocusFormerNet
         torch.manual_seed(0)
-        model = AutoFocusFormer(arch='tiny').eval()
+        model = AutoFocusFormerNet(arch='tiny').eval()
         x = torch.randn(1, 3, 512, 512)
     elif case.startswith('knn-aff-tiny-m2f-'):
         from fusion_necks.analysis.model_inputs import build_measurable

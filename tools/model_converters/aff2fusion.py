@@ -1,4 +1,4 @@
-"""Convert an official AutoFocusFormer checkpoint to fusion-necks ``AutoFocusFormer`` weights.
+"""Convert an official AutoFocusFormer checkpoint to fusion-necks ``AutoFocusFormerNet`` weights.
 
     python tools/model_converters/aff2fusion.py SRC DST [--rel-pos-order paper|official]
 
@@ -11,8 +11,8 @@ documented in ``fusion_necks/backbones/aff_official_weights.py``.
 
 The output ``{'state_dict': ..., 'meta': ...}`` loads with ``strict=True`` into
 
-* ``AutoFocusFormer(arch=..., num_classes=1000, out_indices=())`` for an ImageNet file,
-* ``AutoFocusFormer(arch=...)`` (four output norms) for a segmentation backbone,
+* ``AutoFocusFormerNet(arch=..., num_classes=1000, out_indices=())`` for an ImageNet file,
+* ``AutoFocusFormerNet(arch=...)`` (four output norms) for a segmentation backbone,
 
 and into the registered backbone through
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` (an ImageNet file then leaves only
