@@ -123,6 +123,19 @@ def draw_predictions(runner, cfg, scope: str, out_png: str, num: int) -> None:
     mmcv.imwrite(mmcv.rgb2bgr(grid), out_png)
 
 
+def own_format_dir(cfg, work_dir: str) -> None:
+    """Point every ``CityscapesMetric`` of the test evaluator at ``WORK_DIR/format_results``.
+
+    The quickstart configs give the metric a fixed folder under ``work_dirs/``; two runs that
+    evaluate side by side (``compare_necks.py --jobs 2``) would write their PNGs into the same
+    folder and cityscapesscripts would score the mixture."""
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, (list, tuple)) \
+        else [cfg.test_evaluator]
+    for ev in evaluators:
+        if 'Cityscapes' in str(ev.get('type', '')):
+            ev['output_dir'] = osp.join(work_dir, 'format_results')
+
+
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.time()
@@ -172,7 +185,12 @@ def main(argv=None):
 
     print(f'[demo] evaluating {ckpt}')
     test_args = test_tool['parse_args']([config, ckpt, '--work-dir', work_dir, *extra])
-    tester, tcfg, _ = build_runner(lambda: test_tool['configure'](test_args))
+    def configure_test():
+        cfg, scope = test_tool['configure'](test_args)
+        own_format_dir(cfg, work_dir)
+        return cfg, scope
+
+    tester, tcfg, _ = build_runner(configure_test)
     metrics = tester.test()
     png = osp.join(work_dir, 'predictions.png')
     draw_predictions(tester, tcfg, scope, png, args.num_vis)

@@ -22,3 +22,21 @@ def test_demo_generates_data_trains_evaluates_and_draws(tmp_path, repo_root, too
     png = cv2.imread(summary['predictions_png'])
     assert png is not None and png.shape[0] >= 128 and png.shape[1] >= 2 * 128
     assert '[demo] bbox mAP' in proc.stdout and 'AP_s' in proc.stdout
+
+
+@pytest.mark.parametrize('name', ['skipnet_mobilenet-v2_phase2_synth-cityscapes.py',
+                                  'sem-fpn_r18_fpn_synth-cityscapes.py'])
+def test_demo_gives_each_run_its_own_cityscapes_folder(repo_root, name):
+    """Runs side by side (compare_necks --jobs 2) must not share CityscapesMetric's PNGs."""
+    import runpy
+
+    from fusion_necks.utils.config import load_config
+    demo = runpy.run_path(osp.join(repo_root, 'tools', 'demo.py'))
+    cfg = load_config(osp.join(repo_root, 'configs', 'quickstart', name))
+    fixed = [ev['output_dir'] for ev in cfg.test_evaluator if 'Cityscapes' in ev['type']]
+    assert len(fixed) == 1
+    demo['own_format_dir'](cfg, 'work_dirs/compare/x/seed3')
+    dirs = [ev.get('output_dir') for ev in cfg.test_evaluator]
+    assert osp.join('work_dirs/compare/x/seed3', 'format_results') in dirs
+    assert fixed[0] not in dirs
+    assert any(ev['type'] == 'IoUMetric' for ev in cfg.test_evaluator)
