@@ -37,6 +37,28 @@ def diff(a, b):
     return {k for k in set(fa) | set(fb) if fa.get(k, '<missing>') != fb.get(k, '<missing>')}
 
 
+
+def test_fine_lr_quickstart_slows_only_the_fine_layers():
+    """The FINE learning-rate variant: only the optimiser's paramwise cfg differs, and the
+    built optimiser gives the FINE layers (and nothing else) a tenth of the base lr."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.optim import build_optim_wrapper
+    register_all_modules()
+    cfg = load(osp.join(QS, 'retinanet_r18_fine-lr0.1_synth-coco-fast.py'))
+    base = load(osp.join(QS, 'retinanet_r18_fine_synth-coco-fast.py'))
+    assert diff(cfg.to_dict(), base.to_dict()) == {
+        'optim_wrapper.paramwise_cfg.custom_keys.neck.fine_layers.lr_mult'}
+    model = MODELS.build(cfg.model)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    lr_of = {id(p): g['lr'] for g in optim.param_groups for p in g['params']}
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    fine = [n for n, _ in model.named_parameters() if n.startswith('neck.fine_layers.')]
+    assert fine
+    for name, p in model.named_parameters():
+        expected = base_lr * 0.1 if name in fine else base_lr
+        assert lr_of[id(p)] == pytest.approx(expected), name
+
 @pytest.mark.parametrize('fine,fpn', sorted(PAIRS.items()))
 def test_fine_quickstart_changes_only_the_neck_type(fine, fpn):
     a, b = load(osp.join(QS, fine)).to_dict(), load(osp.join(QS, fpn)).to_dict()
