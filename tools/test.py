@@ -82,6 +82,22 @@ def _det_tta(cfg):
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
+def _seg_out(cfg, out: str) -> None:
+    """mmseg's ``--out``: evaluators keep their prediction PNGs in ``out``.
+
+    mmseg's own test.py indexes ``test_evaluator`` as one dict; our segmentation configs
+    list two (IoUMetric + CityscapesMetric), which write differently coded PNGs (train ids
+    vs label ids) under the same file names, so with several each gets ``out/<type>``."""
+    evaluators = cfg.test_evaluator
+    if not isinstance(evaluators, (list, tuple)):
+        evaluators = [evaluators]
+    for ev in evaluators:
+        kind = str(ev.get('type', 'metric')).split('.')[-1]
+        ev['output_dir'] = out if len(evaluators) == 1 else os.path.join(out, kind)
+        if 'Cityscapes' in kind:
+            ev['keep_results'] = True
+
+
 def configure(args):
     from fusion_necks.compat import apply_config_compat
     from fusion_necks.utils.config import ConfigError, detect_scope, load_config, set_work_dir
@@ -105,8 +121,7 @@ def configure(args):
             cfg.tta_model.module = cfg.model
             cfg.model = cfg.tta_model
     if args.out is not None and scope == 'mmseg':
-        cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
+        _seg_out(cfg, args.out)
     if args.out is not None and scope == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
         raise ConfigError(f'--out must be a .pkl file for mmdet configs, got {args.out!r}')
     check_data_paths(cfg, ['test'])

@@ -127,6 +127,15 @@ def test_segmentation_quickstart_trains_and_evaluates(tmp_path, tiny_cityscapes,
     assert re.search(r'Iter\(train\) \[2/2\]', out)
     assert re.search(r'mIoU: \d', out) and 'averageScoreCategories' in out
     assert osp.isfile(tmp_path / 'work' / 'iter_2.pth')
+    # mmseg's --out with the two evaluators: each keeps its own PNGs (train ids / label ids)
+    out_dir = tmp_path / 'preds'
+    proc = tool(['tools/test.py', 'configs/quickstart/sem-fpn_r18_fpn_synth-cityscapes.py',
+                 str(tmp_path / 'work' / 'iter_2.pth'), '--work-dir', str(tmp_path / 'test'),
+                 '--out', str(out_dir), '--cfg-options', *opts])
+    assert re.search(r'mIoU: \d', proc.stdout + proc.stderr)
+    iou_pngs = glob.glob(str(out_dir / 'IoUMetric' / '**' / '*.png'), recursive=True)
+    cs_pngs = glob.glob(str(out_dir / 'CityscapesMetric' / '**' / '*.png'), recursive=True)
+    assert iou_pngs and len(cs_pngs) == len(iou_pngs)
 
 
 def test_test_tool_refuses_a_pickled_checkpoint_in_one_line(trained, tool):
