@@ -81,7 +81,7 @@ class TokenSampler(nn.Module):
             return x
         if self.mode == 'avg':
             if x.shape[-2] % k == 0 and x.shape[-1] % k == 0:
-                # the same numbers, with a one-pass backward (avg_pool2d_backward makes
+                # the same means (summation order aside), with a one-pass backward (avg_pool2d_backward makes
                 # several full-size passes on CPUs; see block_ops)
                 return block_avg_pool(x, k)[0]
             # ceil_mode with padding=0: the divisor of a partial window is the number of

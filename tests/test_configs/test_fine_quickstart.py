@@ -88,7 +88,7 @@ def test_demo_one_word_switch_finds_the_fine_configs():
     assert demo['quickstart_config']('det', 'fine-xavier', 'long') == osp.join(
         QS, 'retinanet_r18_fine-xavier_synth-coco.py')
     with pytest.raises(SystemExit, match="available necks for --task det: asff, asff-uniform, "
-                                         "fine, fpn"):
+                                         "fine, fine-lr0.1, fpn"):
         demo['quickstart_config']('det', 'fine-xavier')
 
 
