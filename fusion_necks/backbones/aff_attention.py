@@ -41,7 +41,9 @@ class AFFNeighbourhoodAttention(nn.Module):
     Shapes:
         ``x: B x N x C``, ``nbr_idx: B x N x M`` int64, ``rel: B' x N x M x F`` (``B'`` is
         ``B`` or 1 when all images share the neighbourhoods), ``nbr_mask: B x N x M`` bool
-        or None -> ``B x N x C``.
+        or None -> ``B x N x C``. ``cluster_size``: set when ``x`` is in clustering order
+        and ``nbr_idx`` lists whole clusters (a stage's blocks): inference then gathers
+        once per cluster (:func:`~fusion_necks.ops.nbhd_attention.cluster_nbhd_attention`).
     """
 
     def __init__(self, dim: int, num_heads: int, rel_pos_dim: int = 5, blank_token: bool = True,
@@ -69,7 +71,8 @@ class AFFNeighbourhoodAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, nbr_idx: Tensor, rel: Tensor,
-                nbr_mask: Optional[Tensor] = None) -> Tensor:
+                nbr_mask: Optional[Tensor] = None,
+                cluster_size: Optional[int] = None) -> Tensor:
         b, n, c = x.shape
         h, d = self.num_heads, self.head_dim
         q = self.q(x).view(b, n, h, d) * self.scale
@@ -84,7 +87,8 @@ class AFFNeighbourhoodAttention(nn.Module):
         blank_k = None if self.blank_k is None else self.blank_k.view(h, d)
         blank_v = None if self.blank_v is None else self.blank_v.view(h, d)
         out = nbhd_attention(q, k, v, nbr_idx, bias, nbr_mask, blank_k, blank_v,
-                             max_elements=self.max_elements, mask_value=self.mask_value)
+                             max_elements=self.max_elements, mask_value=self.mask_value,
+                             cluster_size=cluster_size)
         return self.proj_drop(self.proj(out.reshape(b, n, c)))
 
     def extra_repr(self) -> str:

@@ -87,8 +87,9 @@ class AFFBlock(nn.Module):
             self.register_parameter('gamma2', None)
 
     def forward(self, x: Tensor, nbr_idx: Tensor, rel: Tensor,
-                nbr_mask: Optional[Tensor] = None) -> Tensor:
-        y = self.attn(self.norm1(x), nbr_idx, rel, nbr_mask)
+                nbr_mask: Optional[Tensor] = None,
+                cluster_size: Optional[int] = None) -> Tensor:
+        y = self.attn(self.norm1(x), nbr_idx, rel, nbr_mask, cluster_size)
         if self.gamma1 is not None:
             y = self.gamma1 * y
         x = x + self.drop_path(y)

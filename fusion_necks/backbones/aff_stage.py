@@ -178,11 +178,14 @@ class AFFStage(nn.Module):
             order = nb.order if nb.order.shape[0] == b else nb.order.expand(b, -1)
             feat = batched_index_select(feat, order)
         pos = nb.pos if nb.pos.shape[0] == b else nb.pos.expand(b, -1, -1)
+        # neighbourhoods of whole clusters over tokens in clustering order (not global
+        # attention): inference gathers keys once per cluster
+        clusters = None if nb.order is None else self.cluster_size
         for blk in self.blocks:
             if self.with_cp and self.training and feat.requires_grad:
                 feat = checkpoint(blk, feat, nb.idx, nb.rel, nb.mask, use_reentrant=False)
             else:
-                feat = blk(feat, nb.idx, nb.rel, nb.mask)
+                feat = blk(feat, nb.idx, nb.rel, nb.mask, clusters)
         down = None
         if self.downsample is not None:
             # the official per-stage stride 2^j of stage j (1-based) is the next stage's

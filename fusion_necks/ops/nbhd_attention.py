@@ -29,7 +29,7 @@ not when the padded slot's own logit (``q . k_0 + bias``, the padding points to 
 is large, e.g. 120 against 10 for the valid ones. The two readings are therefore not
 interchangeable for a trained checkpoint; ``mask_value`` selects one.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -161,6 +161,130 @@ class _NbhdAttention(torch.autograd.Function):
         return gq, gk, gv, None, gbias, None, gbk, gbv, None, None
 
 
+def _cluster_union_columns(idx: Tensor, m: int) -> Tuple[Tensor, Tensor]:
+    """For queries grouped in consecutive blocks of ``m`` whose neighbour lists are whole
+    key clusters (``idx[..., j*m + t] = c_j * m + t``, padded slots aside): the union of
+    the clusters that each query group uses, and where each neighbour slot lies in it.
+
+    Returns ``table`` (``B x G x U`` cluster ids of each group's union, ascending; unused
+    slots hold cluster 0 and no query points at them) and ``cols`` (``B x G*m x M``:
+    neighbour slot ``(i, j*m + t)`` is column ``pos * m + t`` of its group's ``U*m`` keys).
+    Rows past ``N`` repeat the last query's."""
+    b, n, mm = idx.shape
+    nnc = mm // m
+    g = -(-n // m)
+    # the first slot of every block is a real token (a cluster has >= 1 member), so it
+    # names the cluster also in the short last one, whose padded slots hold 0
+    near = idx[..., ::m] // m                                       # B x N x nnc
+    if g * m != n:
+        near = torch.cat([near, near[:, -1:].expand(b, g * m - n, nnc)], 1)
+    cand = near.reshape(b, g, m * nnc)
+    srt, perm = cand.sort(-1)
+    first = torch.ones_like(srt, dtype=torch.bool)
+    first[..., 1:] = srt[..., 1:] != srt[..., :-1]
+    rank = first.cumsum(-1) - 1                                     # union slot, sorted order
+    u = int(rank[..., -1].max()) + 1
+    table = srt.new_zeros(b, g, u).scatter_(-1, rank, srt)          # equal values, same slot
+    slot = torch.empty_like(rank).scatter_(-1, perm, rank)          # union slot, input order
+    cols = (slot.view(b, g * m, nnc, 1) * m + torch.arange(m, device=idx.device))
+    return table, cols.view(b, g * m, mm)
+
+
+def _pad_rows(x: Tensor, rows: int) -> Tensor:
+    """Pad dim 1 to ``rows`` by repeating row 0 (the official padding token) ."""
+    extra = rows - x.shape[1]
+    if extra <= 0:
+        return x
+    return torch.cat([x, x[:, :1].expand(x.shape[0], extra, *x.shape[2:])], 1)
+
+
+def _pad_last_rows(x: Tensor, rows: int) -> Tensor:
+    extra = rows - x.shape[1]
+    if extra <= 0:
+        return x
+    return torch.cat([x, x[:, -1:].expand(x.shape[0], extra, *x.shape[2:])], 1)
+
+
+def cluster_nbhd_attention(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, cluster_size: int,
+                           bias: Optional[Tensor] = None, mask: Optional[Tensor] = None,
+                           blank_k: Optional[Tensor] = None, blank_v: Optional[Tensor] = None,
+                           max_elements: int = ATTN_MAX_ELEMENTS,
+                           mask_value: Optional[float] = None) -> Tensor:
+    """:func:`nbhd_attention` for AutoFocusFormer's cluster neighbourhoods, forward only.
+
+    In a stage, the tokens are in clustering order (cluster ``c`` = tokens ``c*m ..
+    c*m+m-1``) and every token attends to the members of its nearest clusters, so its
+    ``M = nnc * m`` neighbours are whole clusters. The general op gathers ``M`` keys and
+    values per query (``N x M x C``, about 400 MB per block for AFF-Tiny's first stage at
+    512x1024) and multiplies one query row at a time. Here the ``m`` queries of one cluster
+    share one gather: the union of their neighbour clusters (``U`` clusters; ~9.4 for
+    ``nnc = 6`` on a grid), so the gathered volume is ``N x U x C`` and the logits are one
+    ``m x (U m)`` matmul per cluster. Keys outside a query's own neighbourhood get logit
+    ``-inf`` (probability exactly 0), so the softmax runs over the same set as
+    :func:`nbhd_attention`; the numbers agree to float rounding (summation order).
+
+    Args: as :func:`nbhd_attention`, with ``cluster_size`` ``m`` and keys = queries
+    (``k.shape[1] == N``). ``idx`` must have the cluster structure above (what
+    ``AFFStage.build_neighbourhoods`` builds); padded slots (``mask`` False) point at
+    token 0 as there.
+
+    Returns:
+        ``B x N x H x D``.
+    """
+    b, n, h, d = q.shape
+    m = cluster_size
+    mm = idx.shape[-1]
+    if k.shape[1] != n or mm % m:
+        raise ValueError(f'cluster attention needs keys = queries and M divisible by '
+                         f'cluster_size={m}, got q {tuple(q.shape)}, k {tuple(k.shape)}, M={mm}')
+    table, cols = _cluster_union_columns(idx, m)
+    g, u = table.shape[1:]
+    um = u * m
+    gm = g * m
+    acc = torch.promote_types(q.dtype, torch.float32)
+    # head-major, padded to whole clusters (keys with token 0, queries with the last one)
+    k_hm = _pad_rows(k, gm).permute(0, 2, 1, 3).reshape(b * h * g, m * d)
+    v_hm = _pad_rows(v, gm).permute(0, 2, 1, 3).reshape(b * h * g, m * d)
+    q_hm = _pad_last_rows(q, gm).permute(0, 2, 1, 3).reshape(b, h, g, m, d)
+    # additive term of each neighbour slot: the position bias, and the padding rule
+    if bias is None:
+        add = q.new_zeros(1, 1, 1, 1).expand(b, gm, mm, h)
+    else:
+        add = _pad_last_rows(bias, gm)
+    if mask is not None:
+        keep = _pad_last_rows(mask, gm).unsqueeze(-1)
+        if mask_value is None:
+            add = add.masked_fill(~keep, float('-inf'))
+        else:
+            add = add + (~keep).to(add.dtype) * mask_value
+    add_hm = add.permute(0, 3, 1, 2)                                 # B x H x Gm x M (view)
+    row_base = (torch.arange(b * h, device=q.device) * g).view(b, h, 1, 1)
+    out = q.new_empty(b, h, g, m, d)
+    chunk = max(1, min(g, max_elements // max(1, b * h * um * max(d, m))))
+    for s in range(0, g, chunk):
+        e = min(g, s + chunk)
+        c = e - s
+        rows = (table[:, s:e].unsqueeze(1) + row_base).reshape(-1)  # B*H*c*U blocks
+        kg = k_hm.index_select(0, rows).view(b, h, c, um, d)
+        qc = q_hm[:, :, s:e]                                           # B x H x c x m x D
+        logits = torch.matmul(qc, kg.transpose(-1, -2))               # B x H x c x m x Um
+        full = logits.new_full((b, h, c * m, um), float('-inf'))
+        ccols = cols[:, s * m:e * m].unsqueeze(1).expand(b, h, c * m, mm)
+        full.scatter_(-1, ccols, add_hm[:, :, s * m:e * m].to(full.dtype))
+        logits = logits.view(b, h, c * m, um) + full
+        if blank_k is not None:
+            blank = (qc * blank_k.view(1, h, 1, 1, d)).sum(-1).view(b, h, c * m, 1)
+            logits = torch.cat([logits, blank], -1)
+        p = logits.to(acc).softmax(-1).to(q.dtype)
+        del kg, full, logits
+        vg = v_hm.index_select(0, rows).view(b, h, c, um, d)
+        o = torch.matmul(p[..., :um].view(b, h, c, m, um), vg)        # B x H x c x m x D
+        if blank_k is not None:
+            o = o + p[..., um:].view(b, h, c, m, 1) * blank_v.view(1, h, 1, 1, d)
+        out[:, :, s:e] = o
+    return out.view(b, h, gm, d)[:, :, :n].permute(0, 2, 1, 3).contiguous()
+
+
 def nbhd_attention(q: Tensor,
                    k: Tensor,
                    v: Tensor,
@@ -170,7 +294,8 @@ def nbhd_attention(q: Tensor,
                    blank_k: Optional[Tensor] = None,
                    blank_v: Optional[Tensor] = None,
                    max_elements: int = ATTN_MAX_ELEMENTS,
-                   mask_value: Optional[float] = None) -> Tensor:
+                   mask_value: Optional[float] = None,
+                   cluster_size: Optional[int] = None) -> Tensor:
     """Multi-head attention of every query over its own list of neighbours.
 
     Args:
@@ -186,6 +311,10 @@ def nbhd_attention(q: Tensor,
         max_elements: bound on ``B * chunk * M * H * D`` gathered elements per chunk.
         mask_value: None (exact exclusion) or a number added to the logits of the
             masked slots (``-100.0``: the official code).
+        cluster_size: ``m`` when the neighbourhoods are whole clusters of ``m`` tokens and
+            the queries (= keys) are in clustering order (AutoFocusFormer's stages): without
+            gradients, :func:`cluster_nbhd_attention` then computes the same attention
+            with one gather per cluster instead of one per query.
 
     Returns:
         ``B x N x H x D`` attention output (before the output projection).
@@ -215,6 +344,10 @@ def nbhd_attention(q: Tensor,
     bias = None if bias is None else bias.to(dtype)
     if blank_k is not None:
         blank_k, blank_v = blank_k.to(dtype), blank_v.to(dtype)
+    if cluster_size is not None and not (torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (q, k, v, bias, blank_k, blank_v))):
+        return cluster_nbhd_attention(q, k, v, idx.long(), cluster_size, bias, mask, blank_k,
+                                      blank_v, max_elements, mask_value)
     # q, k, v and bias may be strided views (e.g. a split ``kv`` projection, or a bias
     # expanded over the batch): the function reads them through head-major views.
     return _NbhdAttention.apply(q, k, v, idx.long(), bias, mask, blank_k, blank_v, max_elements,

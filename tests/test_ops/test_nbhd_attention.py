@@ -112,3 +112,70 @@ def test_rejects_bad_shapes():
         nbhd_attention(q, q, q, idx, bias=torch.zeros(1, 5, 3, 3))
     with pytest.raises(ValueError, match='together'):
         nbhd_attention(q, q, q, idx, blank_k=torch.zeros(2, 4))
+
+
+# --------------------------------------------------------------------------- clusters
+def _stage_neighbourhoods(pos, canvas, rules='exact'):
+    from fusion_necks.backbones.aff_stage import AFFStage
+    stage = AFFStage(dim=32, depth=1, num_heads=2, mlp_ratio=2.0, cluster_size=8,
+                     nbhd_size=48, drop_path=[0.0], rules=rules)
+    return stage.build_neighbourhoods(pos, canvas)
+
+
+def _grid(h, w, stride=4):
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
+    return torch.stack([xs.flatten(), ys.flatten()], -1)[None] * stride
+
+
+@pytest.mark.parametrize('case', ['grid-batch-shared', 'irregular-short-cluster',
+                                  'official-rules-mask-100', 'no-blank-no-bias', 'chunked'])
+def test_cluster_path_equals_the_general_op(case):
+    """AutoFocusFormer's neighbourhoods (whole clusters, tokens in clustering order): the
+    per-cluster gather gives the general op's output, also with padded slots (a short
+    last cluster, both masking rules), no blank token, no bias, and small chunks."""
+    g = torch.Generator().manual_seed(3)
+    rules, mask_value, blank, with_bias, max_el = 'exact', None, True, True, 1 << 22
+    if case == 'grid-batch-shared':
+        pos, canvas, b = _grid(24, 40), (96, 160), 2
+    else:
+        pos, canvas, b = torch.randint(0, 120, (2, 1003, 2), generator=g), (120, 120), 2
+    if case == 'official-rules-mask-100':
+        rules, mask_value = 'official', -100.0
+    if case == 'no-blank-no-bias':
+        blank, with_bias = False, False
+    if case == 'chunked':
+        max_el = 5000
+    nb = _stage_neighbourhoods(pos, canvas, rules)
+    n, m_slots = nb.idx.shape[1:]
+    assert case == 'grid-batch-shared' or nb.mask is not None   # padded slots exist
+    h, d = 2, 16
+    q, k, v = (torch.randn(b, n, h, d, generator=g) for _ in range(3))
+    # a large logit on token 0, which the padded slots point at (the -100 rule matters)
+    k[:, 0] *= 20
+    bias = torch.randn(nb.rel.shape[0], n, m_slots, h, generator=g).expand(b, -1, -1, -1) \
+        if with_bias else None
+    bk, bv = (torch.randn(h, d, generator=g), torch.randn(h, d, generator=g)) if blank \
+        else (None, None)
+    idx = nb.idx.expand(b, -1, -1)
+    mask = None if nb.mask is None else nb.mask.expand(b, -1, -1)
+    with torch.no_grad():
+        ref = nbhd_attention(q, k, v, idx, bias, mask, bk, bv, max_elements=max_el,
+                             mask_value=mask_value)
+        out = nbhd_attention(q, k, v, idx, bias, mask, bk, bv, max_elements=max_el,
+                             mask_value=mask_value, cluster_size=8)
+    assert out.shape == ref.shape == (b, n, h, d)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_cluster_path_is_inference_only_and_checks_its_input():
+    """With gradients the general op runs (its backward); keys must be the queries."""
+    from fusion_necks.ops.nbhd_attention import cluster_nbhd_attention
+    nb = _stage_neighbourhoods(_grid(8, 16), (32, 64))
+    n, m_slots = nb.idx.shape[1:]
+    q = torch.randn(1, n, 2, 8, requires_grad=True)
+    k, v = torch.randn(1, n, 2, 8), torch.randn(1, n, 2, 8)
+    out = nbhd_attention(q, k, v, nb.idx, cluster_size=8)
+    out.sum().backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='keys = queries'):
+        cluster_nbhd_attention(q.detach(), k[:, :-1], v[:, :-1], nb.idx, 8)
