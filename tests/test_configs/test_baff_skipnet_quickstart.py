@@ -131,3 +131,30 @@ def test_two_phase_chain_trains_with_tools_train(tmp_path, tiny_cityscapes, tool
     assert pngs == ['decode_head.fusions.0-level0-weights.png',
                     'decode_head.fusions.1-level1-weights.png'], (pngs, proc.stdout)
     assert all((vis / p).stat().st_size > 10_000 for p in pngs)
+
+
+def test_baff_lr_quickstart_speeds_up_only_the_baff_weight_nets():
+    """The BAFF learning-rate variant (phase 2): only the optimiser's paramwise cfg
+    differs; the built optimiser gives the BAFF weight nets (and nothing else) 10x the lr
+    and no weight decay."""
+    from mmengine.optim import build_optim_wrapper
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = _cfg('baff-skipnet_mobilenet-v2_phase2-baff-lr10')
+    base = _cfg('baff-skipnet_mobilenet-v2_phase2')
+    extra = {k: v for k, v in cfg.to_dict().items() if base.to_dict().get(k) != v}
+    assert set(extra) == {'optim_wrapper'}
+    assert cfg.optim_wrapper.paramwise_cfg == dict(
+        custom_keys={'decode_head.fusions': dict(lr_mult=10.0, decay_mult=0.0)})
+    assert {k: v for k, v in cfg.optim_wrapper.items() if k != 'paramwise_cfg'} == \
+        base.to_dict()['optim_wrapper']
+    model = MODELS.build(cfg.model)
+    groups = {id(p): g for g in build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups
+              for p in g['params']}
+    base_lr, base_wd = cfg.optim_wrapper.optimizer.lr, cfg.optim_wrapper.optimizer.weight_decay
+    fusion = [n for n, _ in model.named_parameters() if n.startswith('decode_head.fusions.')]
+    assert fusion
+    for name, p in model.named_parameters():
+        lr, wd = (base_lr * 10, 0.0) if name in fusion else (base_lr, base_wd)
+        assert groups[id(p)]['lr'] == pytest.approx(lr), name
+        assert groups[id(p)]['weight_decay'] == pytest.approx(wd), name

@@ -59,6 +59,7 @@ def test_fine_lr_quickstart_slows_only_the_fine_layers():
         expected = base_lr * 0.1 if name in fine else base_lr
         assert lr_of[id(p)] == pytest.approx(expected), name
 
+
 @pytest.mark.parametrize('fine,fpn', sorted(PAIRS.items()))
 def test_fine_quickstart_changes_only_the_neck_type(fine, fpn):
     a, b = load(osp.join(QS, fine)).to_dict(), load(osp.join(QS, fpn)).to_dict()
