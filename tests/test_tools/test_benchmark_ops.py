@@ -72,3 +72,21 @@ def test_fine_training_step_against_the_previous_fine(tmp_path, capsys):
     assert [r['name'] for r in case['results']] == ['FINE (paper: AATS, softmax)',
                                                     'reference FINE v1']
     assert len(case['calls']) == 2  # both R-50 stages
+
+
+def test_neighbourhood_attention_case_against_the_general_op(tmp_path, capsys):
+    """The per-cluster schedule against the per-query op on AFF-Tiny's real block calls
+    (a small image), and the recording leaves the backbone's op in place."""
+    from fusion_necks.backbones import aff_attention
+    before = aff_attention.nbhd_attention
+    tool = _tool()
+    out = tmp_path / 'nbhd.json'
+    assert tool.main(['nbhd-aff-tiny-128x256', '--compare-reference', '--runs', '1',
+                      '--warmup', '0', '--threads', '1', '--json', str(out)]) == 0
+    assert aff_attention.nbhd_attention is before
+    text = capsys.readouterr().out
+    assert 'of the general op (relative to the max)' in text
+    case = json.load(open(out))['cases']['nbhd-aff-tiny-128x256']
+    assert case['calls'] and all('cluster_size=8' in c for c in case['calls'])
+    assert [r['name'] for r in case['results']] == ['nbhd_attention, per-cluster gather',
+                                                    'nbhd_attention, per-query gather']

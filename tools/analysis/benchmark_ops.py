@@ -22,6 +22,12 @@ Cases (``--list``):
   point Mask2Former (backbone and pixel decoder, the Cityscapes config) at those inputs;
 - ``knn:NQxND:K``: one synthetic call, ``NQ`` queries on an integer grid (many ties)
   against ``ND`` random positions on the same canvas, ``K`` neighbours;
+- ``nbhd-aff-tiny-512x1024`` / ``nbhd-aff-tiny-1024x2048`` (any ``HxW``): every neighbourhood
+  attention call of the AutoFocusFormer-Tiny backbone's blocks on one image (recorded
+  during one forward, replayed with the same q, k, v, neighbourhoods and bias) with the
+  per-cluster gather (``cluster_size``, what the stages use at inference); the reference
+  is the general per-query op (``ops.nbhd_attention`` without ``cluster_size``, which
+  training uses), outputs checked within 1e-5 relative;
 - ``fine-r50-k1`` / ``fine-r50-k2``: FINE (C = 256, paper defaults) forward at the two
   Faster R-CNN R-50 stages of an 800x1344 input (low 50x84 / high 25x42 with k = 1; low
   100x168 / high 50x84 with k = 2), batch 1; ``fine-r50-train``: one training step
@@ -61,6 +67,8 @@ NAMED_CASES = {
     'knn-aff-tiny-m2f-512x1024': 'AFF-Tiny + point Mask2Former, 512x1024: all ops.knn calls',
     'knn-aff-tiny-m2f-1024x2048': 'AFF-Tiny + point Mask2Former, 1024x2048: all ops.knn calls',
     'knn:NQxND:K': 'one synthetic call: NQ grid queries, ND random positions, K neighbours',
+    'nbhd-aff-tiny-512x1024': 'AFF-Tiny backbone, 512x1024: every block attention (inference)',
+    'nbhd-aff-tiny-1024x2048': 'AFF-Tiny backbone, 1024x2048: every block attention (inference)',
     'fine-r50-k1': 'FINE forward, low 50x84 / high 25x42, k=1, C=256, batch 1',
     'fine-r50-k2': 'FINE forward, low 100x168 / high 50x84, k=2, C=256, batch 1',
     'fine-r50-train': 'FINE training step of both stages, batch 2',
@@ -194,6 +202,64 @@ def _knn_calls(case: str) -> List[Tuple]:
     return record_knn_calls(lambda: _no_grad(model, x))
 
 
+def _nbhd_calls(case: str) -> List[Tuple]:
+    """``(args, kwargs)`` of every block's ``nbhd_attention`` call in one AFF-Tiny forward."""
+    import torch
+
+    from fusion_necks.backbones import aff_attention
+    from fusion_necks.backbones.autofocusformer import AutoFocusFormerNet
+    try:
+        h, w = (int(s) for s in case.rsplit('-', 1)[1].split('x'))
+    except ValueError:
+        raise SystemExit(f"error: the attention case is 'nbhd-aff-tiny-HxW', got {case!r}")
+    torch.manual_seed(0)
+    model = AutoFocusFormerNet(arch='tiny').eval()
+    original, calls = aff_attention.nbhd_attention, []
+
+    def recording(*args, **kwargs):
+        calls.append((args, dict(kwargs)))
+        return original(*args, **kwargs)
+
+    aff_attention.nbhd_attention = recording
+    try:
+        _no_grad(model, torch.randn(1, 3, h, w))
+    finally:
+        aff_attention.nbhd_attention = original
+    return calls
+
+
+def nbhd_case(case: str, compare_reference: bool) -> Tuple[Dict[str, Callable], Dict]:
+    """Per-cluster gather (library, inference) against the general per-query op."""
+    import torch
+
+    from fusion_necks.ops.nbhd_attention import nbhd_attention
+    calls = [c for c in _nbhd_calls(case) if c[1].get('cluster_size')]
+    if not calls:
+        raise SystemExit(f'error: case {case} made no clustered attention call')
+    info = {'calls': [f"q {tuple(a[0].shape)}, M={a[3].shape[-1]}, "
+                      f"cluster_size={kw['cluster_size']}" for a, kw in calls]}
+    general = [(a, {k: v for k, v in kw.items() if k != 'cluster_size'}) for a, kw in calls]
+
+    def replay(cs):
+        def run():
+            with torch.inference_mode():
+                for args, kwargs in cs:
+                    nbhd_attention(*args, **kwargs)
+        return run
+
+    fns = {'nbhd_attention, per-cluster gather': replay(calls)}
+    if compare_reference:
+        with torch.inference_mode():
+            worst = max(float((nbhd_attention(*a, **kw) - nbhd_attention(*ga, **gkw)).abs().max()
+                              / nbhd_attention(*ga, **gkw).abs().max())
+                        for (a, kw), (ga, gkw) in zip(calls, general))
+        if not worst <= 1e-5:
+            raise AssertionError(f'{case}: the two schedules differ by {worst:.3g} (relative)')
+        info['check'] = f'outputs within {worst:.2g} of the general op (relative to the max)'
+        fns['nbhd_attention, per-query gather'] = replay(general)
+    return fns, info
+
+
 def _no_grad(fn, *args):
     import torch
     with torch.inference_mode():
@@ -273,6 +339,8 @@ def main(argv=None) -> int:
             fns, info = fine_case(case, args.compare_reference)
         elif case.startswith('knn'):
             fns, info = knn_case(case, args.compare_reference)
+        elif case.startswith('nbhd-aff-tiny-'):
+            fns, info = nbhd_case(case, args.compare_reference)
         else:
             raise SystemExit(f'error: unknown case {case!r}; --list shows the cases')
         print(f'\n== {case}: {len(info["calls"])} call(s)')
