@@ -190,19 +190,14 @@ def _cluster_union_columns(idx: Tensor, m: int) -> Tuple[Tensor, Tensor]:
     return table, cols.view(b, g * m, mm)
 
 
-def _pad_rows(x: Tensor, rows: int) -> Tensor:
-    """Pad dim 1 to ``rows`` by repeating row 0 (the official padding token) ."""
+def _pad_rows(x: Tensor, rows: int, source: int) -> Tensor:
+    """Pad dim 1 to ``rows`` with copies of row ``source`` (0: the token that padded
+    neighbour slots point at; -1: the last query, so padded queries stay finite)."""
     extra = rows - x.shape[1]
     if extra <= 0:
         return x
-    return torch.cat([x, x[:, :1].expand(x.shape[0], extra, *x.shape[2:])], 1)
-
-
-def _pad_last_rows(x: Tensor, rows: int) -> Tensor:
-    extra = rows - x.shape[1]
-    if extra <= 0:
-        return x
-    return torch.cat([x, x[:, -1:].expand(x.shape[0], extra, *x.shape[2:])], 1)
+    src = x[:, source:source + 1] if source >= 0 else x[:, source:]
+    return torch.cat([x, src.expand(x.shape[0], extra, *x.shape[2:])], 1)
 
 
 def cluster_nbhd_attention(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, cluster_size: int,
@@ -243,16 +238,16 @@ def cluster_nbhd_attention(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, cluster
     gm = g * m
     acc = torch.promote_types(q.dtype, torch.float32)
     # head-major, padded to whole clusters (keys with token 0, queries with the last one)
-    k_hm = _pad_rows(k, gm).permute(0, 2, 1, 3).reshape(b * h * g, m * d)
-    v_hm = _pad_rows(v, gm).permute(0, 2, 1, 3).reshape(b * h * g, m * d)
-    q_hm = _pad_last_rows(q, gm).permute(0, 2, 1, 3).reshape(b, h, g, m, d)
+    k_hm = _pad_rows(k, gm, 0).permute(0, 2, 1, 3).reshape(b * h * g, m * d)
+    v_hm = _pad_rows(v, gm, 0).permute(0, 2, 1, 3).reshape(b * h * g, m * d)
+    q_hm = _pad_rows(q, gm, -1).permute(0, 2, 1, 3).reshape(b, h, g, m, d)
     # additive term of each neighbour slot: the position bias, and the padding rule
     if bias is None:
         add = q.new_zeros(1, 1, 1, 1).expand(b, gm, mm, h)
     else:
-        add = _pad_last_rows(bias, gm)
+        add = _pad_rows(bias, gm, -1)
     if mask is not None:
-        keep = _pad_last_rows(mask, gm).unsqueeze(-1)
+        keep = _pad_rows(mask, gm, -1).unsqueeze(-1)
         if mask_value is None:
             add = add.masked_fill(~keep, float('-inf'))
         else:
