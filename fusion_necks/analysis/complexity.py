@@ -149,10 +149,12 @@ def count_flops(model: nn.Module, inputs: Sequence[Any], fn: Optional[Callable] 
     Backends that are not installed (mmengine) or fail to trace the model are
     skipped; the failure is reported in ``FlopCount.unsupported['<error>']``.
     """
+    from ..ops.nbhd_attention import cluster_schedule
     fn = fn or model
     inputs = tuple(inputs)
     out: Dict[str, FlopCount] = {}
-    with torch.no_grad():
+    # the algorithm's count (M neighbours per query), not the inference schedule's
+    with torch.no_grad(), cluster_schedule(False):
         for backend in backends:
             if backend not in BACKENDS:
                 raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')

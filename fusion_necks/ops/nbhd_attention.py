@@ -29,7 +29,8 @@ not when the padded slot's own logit (``q . k_0 + bias``, the padding points to 
 is large, e.g. 120 against 10 for the valid ones. The two readings are therefore not
 interchangeable for a trained checkpoint; ``mask_value`` selects one.
 """
-from typing import Optional, Tuple
+import contextlib
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -38,6 +39,21 @@ from .gather import flat_batch_index
 
 #: Default bound on the number of gathered key (or value) elements per query chunk.
 ATTN_MAX_ELEMENTS = 1 << 22
+
+_CLUSTER_SCHEDULE = [True]
+
+
+@contextlib.contextmanager
+def cluster_schedule(enabled: bool) -> Iterator[None]:
+    """Switch the per-cluster inference schedule (:func:`cluster_nbhd_attention`) on or
+    off inside the block. FLOP counters turn it off: they count the paper's ``M``
+    neighbours per query, not the union the schedule multiplies (``U m >= M``)."""
+    previous = _CLUSTER_SCHEDULE[0]
+    _CLUSTER_SCHEDULE[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _CLUSTER_SCHEDULE[0] = previous
 
 
 def _chunk_size(b: int, m: int, c: int, max_elements: int, n: int) -> int:
@@ -339,7 +355,7 @@ def nbhd_attention(q: Tensor,
     bias = None if bias is None else bias.to(dtype)
     if blank_k is not None:
         blank_k, blank_v = blank_k.to(dtype), blank_v.to(dtype)
-    if cluster_size is not None and not (torch.is_grad_enabled() and any(
+    if cluster_size is not None and _CLUSTER_SCHEDULE[0] and not (torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (q, k, v, bias, blank_k, blank_v))):
         return cluster_nbhd_attention(q, k, v, idx.long(), cluster_size, bias, mask, blank_k,
                                       blank_v, max_elements, mask_value)
