@@ -71,6 +71,27 @@ def _block_sum(x: Tensor, f: int) -> Tensor:
     return out
 
 
+#: elements of the reused product buffer of :func:`_block_sum_of_product` (4 MB in fp32)
+PRODUCT_CHUNK_ELEMENTS = 1 << 20
+
+
+def _block_sum_of_product(a: Tensor, b: Tensor, f: int) -> Tensor:
+    """``_block_sum(a * b, f)`` without the full-size product: ``B*C`` planes at a time
+    through one reused buffer (a fresh full-size temporary of a large map is also a fresh
+    ``mmap`` on glibc, and its page faults cost more than the multiply)."""
+    bs, c, h, w = a.shape
+    n = bs * c
+    a3, b3 = a.reshape(n, h, w), b.reshape(n, h, w)
+    rows = max(1, min(n, PRODUCT_CHUNK_ELEMENTS // max(1, h * w)))
+    out = a.new_empty(n, h // f, w // f)
+    buf = a.new_empty(rows, h, w)
+    for r in range(0, n, rows):
+        e = min(n, r + rows)
+        prod = torch.mul(a3[r:e], b3[r:e], out=buf[:e - r])
+        out[r:e] = _block_sum(prod.view(1, e - r, h, w), f)[0]
+    return out.view(bs, c, h // f, w // f)
+
+
 def _check(x: Tensor, f: int) -> None:
     if x.dim() != 4 or f < 1 or x.shape[-2] % f or x.shape[-1] % f:
         raise ValueError(f'block ops need a B x C x H x W map with H and W divisible by '
@@ -123,7 +144,7 @@ class _BlockResidualModulate(torch.autograd.Function):
         grad_low = grad_m = None
         # grad_m first: its full-size temporary is freed before grad_low is allocated
         if ctx.needs_input_grad[1]:
-            grad_m = _block_sum(grad * low, f)
+            grad_m = _block_sum_of_product(grad, low, f)
         if ctx.needs_input_grad[0]:
             g5 = _rows(grad, f)
             grad_low = torch.addcmul(g5, g5, _repeat_cols(m_hat, f)).view(low.shape)

@@ -106,3 +106,15 @@ def test_block_sums_against_avg_pool_and_non_contiguous_inputs(f):
                                    rtol=1e-6, atol=1e-6)
         ref = torch.addcmul(x, x, m.repeat_interleave(f, 2).repeat_interleave(f, 3))
         assert torch.equal(block_residual_modulate(inp, m, f), ref)
+
+
+def test_chunked_product_sum_equals_the_full_product(monkeypatch):
+    """The modulation's gradient reduction through the small reused buffer gives the
+    numbers of the full-size product (bit for bit), also when the chunk splits planes
+    unevenly."""
+    from fusion_necks.layers import block_ops
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(2, 7, 12, 20, generator=g), torch.randn(2, 7, 12, 20, generator=g)
+    full = block_ops._block_sum(a * b, 4)
+    monkeypatch.setattr(block_ops, 'PRODUCT_CHUNK_ELEMENTS', 3 * 12 * 20)  # 3 of 14 planes
+    assert torch.equal(block_ops._block_sum_of_product(a, b, 4), full)
