@@ -21,6 +21,13 @@ re-gathers each chunk's keys and values and scatter-adds their gradients with
 that autograd would keep for every block (about 200 MB per block per image for
 AFF-Tiny at 512^2).
 
+Inference inside an AutoFocusFormer stage (``cluster_size=m``, no gradients) uses another
+schedule of the same computation, :func:`cluster_nbhd_attention`: the ``m`` queries of a
+cluster share one gather of the union of their neighbour clusters and one ``m x (U m)``
+matmul, with ``-inf`` outside each query's own neighbourhood (the same softmax set).
+Training keeps the per-query function below; :func:`cluster_schedule` switches the
+schedule off (FLOP counters do, to count ``M`` neighbours per query).
+
 Masked slots (the padding of a short last cluster): by default they are excluded
 exactly (logit ``-inf``, probability 0). The official code instead *adds* ``-100`` to
 their logits (``mask_value=-100.0``), so a padded slot keeps the weight
