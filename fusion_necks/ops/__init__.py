@@ -14,5 +14,6 @@ __all__ = [
     'Clustering', 'PointFeatures', 'balanced_clusters', 'batched_index_select',
     'cluster_nbhd_attention', 'cluster_schedule', 'dense_grid_centres', 'expanded_rel_pos',
     'flat_batch_index', 'inverse_distance_interpolate', 'inverse_distance_weights', 'knn',
-    'nbhd_attention', 'points_to_dense', 'rel_pos_dim', 'space_filling_cluster', 'space_filling_order', 'weighted_gather', 'weighted_neighbour_sum'
+    'nbhd_attention', 'points_to_dense', 'rel_pos_dim', 'space_filling_cluster',
+    'space_filling_order', 'weighted_gather', 'weighted_neighbour_sum'
 ]
