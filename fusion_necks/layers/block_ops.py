@@ -60,11 +60,10 @@ def _block_sum(x: Tensor, f: int) -> Tensor:
     Rows first (a reduction over a non-innermost dim, vectorised along W), then the ``f``
     neighbours along W as ``f - 1`` strided additions (faster than ``sum`` over an
     innermost dim of 2)."""
-    b, c, h, w = x.shape
-    cols = x.reshape(b, c, h // f, f, w).sum(3) if f > 1 else x  # B x C x h x W
     if f == 1:
-        return cols.clone() if cols is x else cols
-    cols = cols.view(b, c, h // f, w // f, f)
+        return x.clone()
+    b, c, h, w = x.shape
+    cols = x.reshape(b, c, h // f, f, w).sum(3).view(b, c, h // f, w // f, f)  # rows, then W
     out = cols[..., 0] + cols[..., 1]
     for i in range(2, f):
         out += cols[..., i]
