@@ -8,9 +8,16 @@ used by inverse-distance interpolation (:func:`weighted_gather`).
 
 A custom autograd function keeps only ``weights``, ``feat`` and ``idx`` for the
 backward and processes queries in chunks, so the ``B x N x M x C`` gathered features
-never exist at once.
+never exist at once. With one weight channel (``T = 1``: inverse-distance interpolation,
+the point deformable attention) the forward is ``F.embedding_bag(mode='sum',
+per_sample_weights=...)``, a fused gather and weighted sum that never materialises the
+gathered rows: 7-10x faster than ``index_select`` + ``bmm`` on the CPU at the point
+decoder's sizes (same sums in the same order of ``j``, within float rounding). With
+``T > 1`` it would read every row ``T`` times, which measured slower at ``C = 256``, so
+those keep the chunked gather.
 """
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .gather import flat_batch_index
@@ -28,6 +35,12 @@ class _WeightedNeighbourSum(torch.autograd.Function):
         chunk = max(1, min(n, max_elements // max(1, b * m * c)))
         flat_idx = flat_batch_index(idx, nf)
         table = feat.reshape(b * nf, c)
+        ctx.save_for_backward(weights, feat, flat_idx)
+        ctx.chunk = chunk
+        if t == 1:
+            out = F.embedding_bag(flat_idx.reshape(b * n, m), table, mode='sum',
+                                  per_sample_weights=weights.reshape(b * n, m))
+            return out.view(b, n, 1, c)
         out = weights.new_empty(b, n, t, c)
         gathered = feat.new_empty(b * chunk * m * c)
         for s in range(0, n, chunk):
@@ -41,8 +54,6 @@ class _WeightedNeighbourSum(torch.autograd.Function):
                 torch.bmm(w.transpose(1, 2), f_nb, out=out[0, s:e])
             else:
                 out[:, s:e] = torch.bmm(w.transpose(1, 2), f_nb).view(b, e - s, t, c)
-        ctx.save_for_backward(weights, feat, flat_idx)
-        ctx.chunk = chunk
         return out
 
     @staticmethod
@@ -79,7 +90,8 @@ def weighted_neighbour_sum(weights: Tensor, feat: Tensor, idx: Tensor,
     Args:
         weights: ``B x N x M x T`` per-neighbour weights (T weight channels).
         feat: ``B x Nf x C`` features of the tokens ``idx`` refers to.
-        idx: ``B x N x M`` int64 indices into ``feat``.
+        idx: ``B x N x M`` int64 (or int32) indices into ``feat``; int32 stays int32
+            while ``B * Nf`` fits (the gathers are ~20% faster with it).
         max_elements: bound on ``B * chunk * M * C`` gathered elements per chunk.
 
     Returns:
@@ -92,8 +104,9 @@ def weighted_neighbour_sum(weights: Tensor, feat: Tensor, idx: Tensor,
         raise ValueError(f'idx {tuple(idx.shape)} must equal weights.shape[:3] '
                          f'{tuple(weights.shape[:3])} and batch sizes must agree')
     dtype = torch.promote_types(weights.dtype, feat.dtype)
+    keep_int32 = idx.dtype == torch.int32 and feat.shape[0] * feat.shape[1] < 2 ** 31
     return _WeightedNeighbourSum.apply(weights.to(dtype).contiguous(), feat.to(dtype).contiguous(),
-                                       idx.long(), max_elements)
+                                       idx if keep_int32 else idx.long(), max_elements)
 
 
 def weighted_gather(weights: Tensor, feat: Tensor, idx: Tensor,
@@ -101,7 +114,7 @@ def weighted_gather(weights: Tensor, feat: Tensor, idx: Tensor,
     """``out[b, i, :] = sum_j weights[b, i, j] * feat[b, idx[b, i, j], :]``.
 
     Args:
-        weights: ``B x N x M``; feat: ``B x Nf x C``; idx: ``B x N x M`` int64.
+        weights: ``B x N x M``; feat: ``B x Nf x C``; idx: ``B x N x M`` int64 or int32.
 
     Returns:
         ``B x N x C``.

@@ -175,7 +175,9 @@ class PointMSDeformAttn(nn.Module):
         # flattened (B*H*Nv) value rows directly, so the gather adds no batch offset
         need_grad = torch.is_grad_enabled() and (loc.requires_grad or self.power.requires_grad
                                                  or attn.requires_grad)
-        i_all = torch.empty(b, nh, nq, nl, npt, k, dtype=torch.long, device=query.device)
+        # int32 rows while they fit: half the index memory, faster gathers
+        idx_dtype = torch.int32 if b * nh * nv < 2 ** 31 else torch.long
+        i_all = torch.empty(b, nh, nq, nl, npt, k, dtype=idx_dtype, device=query.device)
         head_base = (torch.arange(b * nh, device=query.device) * nv).view(b, nh, 1, 1, 1)
         w_all = None if need_grad else attn.new_empty(
             b, nh, nq, nl, npt, k, dtype=torch.promote_types(attn.dtype, loc.dtype))
