@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..utils.validation import check_choice, check_int
-from .block_ops import block_avg_pool, block_residual_modulate
+from .block_ops import pool_and_modulate
 from .cross_level_attention import CrossLevelAttention
 from .token_sampling import TOKEN_SAMPLING_MODES, TokenSampler
 
@@ -308,11 +308,10 @@ class FINE(nn.Module):
         elif self._lean_path(h, w):
             # the paper's default (avg pooling, nearest Up, residual modulation) with
             # sizes that divide: same numbers, fewer full-size passes in the backward
-            # (block_ops); the alias carries low's gradient into the pooling's backward
-            f = self.up_factor
-            low_tokens, low = block_avg_pool(low, f)
-            m_hat = self.attn(low_tokens, self.high_sampler(high))  # Eqs. 4-7
-            out = block_residual_modulate(low, m_hat, f)           # Eqs. 8-9
+            # (block_ops.pool_and_modulate)
+            high_tokens = self.high_sampler(high)
+            out = pool_and_modulate(low, self.up_factor,                    # Eqs. 4, 8, 9
+                                    lambda low_tokens: self.attn(low_tokens, high_tokens))
         else:
             m_hat = self.attn(self.low_sampler(low), self.high_sampler(high))  # Eqs. 4-7
             f = self.up_factor

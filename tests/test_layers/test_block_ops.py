@@ -118,3 +118,90 @@ def test_chunked_product_sum_equals_the_full_product(monkeypatch):
     full = block_ops._block_sum(a * b, 4)
     monkeypatch.setattr(block_ops, 'PRODUCT_CHUNK_ELEMENTS', 3 * 12 * 20)  # 3 of 14 planes
     assert torch.equal(block_ops._block_sum_of_product(a, b, 4), full)
+
+
+def _paired(low, tokens_fn, f):
+    from fusion_necks.layers.block_ops import pool_and_modulate
+    return pool_and_modulate(low, f, tokens_fn)
+
+
+@pytest.mark.parametrize('f', [2, 4])
+def test_pool_and_modulate_gradcheck_float64(f):
+    g = torch.Generator().manual_seed(2)
+    low = torch.randn(2, 3, 2 * f, 3 * f, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    mix = lambda t: torch.einsum('oc,bchw->bohw', w, t).tanh()  # noqa: E731
+    assert torch.autograd.gradcheck(lambda x, w_: _paired(x, lambda t: torch.einsum(
+        'oc,bchw->bohw', w_, t).tanh(), f), (low, w))
+    # same numbers as the two separate functions and as the generic ops
+    up = torch.randn(2, 3, 2 * f, 3 * f, dtype=torch.float64, generator=g)
+    grads = []
+    for fn in (_generic, _lean, _paired):
+        low.grad = None
+        out = fn(low, mix, f)
+        out.backward(up)
+        grads.append((out.detach(), low.grad.clone()))
+    for out, grad in grads[1:]:
+        torch.testing.assert_close(out, grads[0][0])
+        torch.testing.assert_close(grad, grads[0][1])
+
+
+def test_pool_and_modulate_writes_the_gradient_once(monkeypatch):
+    """The modulation hands its upstream gradient on untouched; the pooling's backward
+    writes the gradient of low in one addcmul (no separate add of two full-size maps)."""
+    from fusion_necks.layers import block_ops
+    calls = []
+    real_addcmul, real_add = torch.addcmul, torch.add
+    monkeypatch.setattr(block_ops.torch, 'addcmul',
+                        lambda *a, **k: calls.append('addcmul') or real_addcmul(*a, **k))
+    monkeypatch.setattr(block_ops.torch, 'add',
+                        lambda *a, **k: calls.append('add') or real_add(*a, **k))
+    low = torch.randn(1, 4, 8, 8, requires_grad=True)
+    out = block_ops.pool_and_modulate(low, 4, lambda t: t * 2.0)
+    calls.clear()
+    out.sum().backward()
+    assert calls == ['addcmul']
+    expected = low.detach().clone().requires_grad_()
+    _generic(expected, lambda t: t * 2.0, 4).sum().backward()
+    torch.testing.assert_close(low.grad, expected.grad)
+
+
+def test_pool_and_modulate_alias_used_twice_and_retain_graph():
+    """Gradients stay right when the pair is not the only user of low, and on a second
+    backward through a retained graph."""
+    g = torch.Generator().manual_seed(3)
+    low = torch.randn(2, 3, 8, 12, dtype=torch.float64, generator=g, requires_grad=True)
+    up = torch.randn(2, 3, 8, 12, dtype=torch.float64, generator=g)
+    mix = lambda t: t.tanh()  # noqa: E731
+    ref = low.detach().clone().requires_grad_()
+    (_generic(ref, mix, 4) * up + ref.pow(2)).sum().backward()
+
+    out = _paired(low, mix, 4)
+    loss = (out * up + low.pow(2)).sum()
+    loss.backward(retain_graph=True)
+    torch.testing.assert_close(low.grad, ref.grad)
+    low.grad = None
+    loss.backward()
+    torch.testing.assert_close(low.grad, ref.grad)
+
+
+def test_pool_and_modulate_without_grad_matches():
+    low = torch.randn(1, 2, 8, 8)
+    with torch.inference_mode():
+        a = _paired(low, lambda t: t.sin(), 2)
+    torch.testing.assert_close(a, _generic(low, lambda t: t.sin(), 2))
+
+
+def test_link_fallback_when_the_alias_has_another_user():
+    """If the alias reaches the pooling's backward with other gradients summed in (not
+    the raw tensor the modulation handed on), the raw part is taken out again."""
+    from fusion_necks.layers import block_ops
+    g = torch.Generator().manual_seed(4)
+    low = torch.randn(1, 2, 8, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    link = block_ops._Link()
+    tokens, alias = block_ops._BlockAvgPool.apply(low, 4, link)
+    out = block_ops._BlockResidualModulate.apply(alias, tokens.cos(), 4, link)
+    (out.sum() + (alias * 3.0).sum()).backward()
+    ref = low.detach().clone().requires_grad_()
+    (_generic(ref, lambda t: t.cos(), 4).sum() + (ref * 3.0).sum()).backward()
+    torch.testing.assert_close(low.grad, ref.grad)

@@ -90,3 +90,14 @@ def test_neighbourhood_attention_case_against_the_general_op(tmp_path, capsys):
     assert case['calls'] and all('cluster_size=8' in c for c in case['calls'])
     assert [r['name'] for r in case['results']] == ['nbhd_attention, per-cluster gather',
                                                     'nbhd_attention, per-query gather']
+
+
+def test_fine_forward_against_the_v2_block_ops(tmp_path, capsys):
+    tool = _tool()
+    out = tmp_path / 'fine2.json'
+    assert tool.main(['fine-r50-k1', '--compare-reference', '--fine-reference', 'v2',
+                      '--runs', '1', '--warmup', '0', '--json', str(out)]) == 0
+    assert 'check: outputs within' in capsys.readouterr().out
+    case = json.load(open(out))['cases']['fine-r50-k1']
+    assert [r['name'] for r in case['results']] == ['FINE (paper: AATS, softmax)',
+                                                    'reference FINE v2']

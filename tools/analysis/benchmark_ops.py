@@ -37,6 +37,9 @@ Cases (``--list``):
   weights; outputs, or all gradients for the training step, checked within 1e-5 relative);
   without it, the second target is the same FINE with ``attention='aats_linear'`` (the
   public code's linear kernel), which shows what the softmax attention costs.
+  ``--fine-reference v2`` compares against the block ops before
+  ``block_ops.pool_and_modulate`` instead (``op_references/fine_v2.py``: pooling and
+  modulation as two autograd functions whose gradients of ``F_low`` autograd adds).
 
 Only PyTorch is needed except for the ``m2f`` cases, which build the model from its
 mmseg config.
@@ -76,7 +79,12 @@ NAMED_CASES = {
 FINE_STAGES = {'k1': (1, (50, 84), (25, 42)), 'k2': (2, (100, 168), (50, 84))}
 
 
-def fine_case(case: str, compare_reference: bool) -> Tuple[Dict[str, Callable], Dict]:
+FINE_REFERENCES = {'v1': 'before block_ops (op_references/fine_v1.py)',
+                   'v2': 'block_ops before pool_and_modulate (op_references/fine_v2.py)'}
+
+
+def fine_case(case: str, compare_reference: bool,
+              reference: str = 'v1') -> Tuple[Dict[str, Callable], Dict]:
     """FINE (paper defaults) from the library, the reference before block_ops (same
     weights), and the public code's linear kernel for context."""
     import torch
@@ -121,8 +129,8 @@ def fine_case(case: str, compare_reference: bool) -> Tuple[Dict[str, Callable], 
 
     targets = {'FINE (paper: AATS, softmax)': build(FINE)}
     if compare_reference:
-        fine_v1 = load_reference('fine_v1').FINEv1
-        ref = build(fine_v1)
+        ref_cls = getattr(load_reference(f'fine_{reference}'), f'FINE{reference}')
+        ref = build(ref_cls)
         for st in stages:
             ref[st].load_state_dict(targets['FINE (paper: AATS, softmax)'][st].state_dict())
         a, b = run(targets['FINE (paper: AATS, softmax)'], keep=True), run(ref, keep=True)
@@ -133,7 +141,7 @@ def fine_case(case: str, compare_reference: bool) -> Tuple[Dict[str, Callable], 
                                  f'(relative to the largest value)')
         info['check'] = (f'{"outputs" if not train else "input and parameter gradients"} '
                          f'within {worst:.2g} of the reference (relative to the max)')
-        targets['reference FINE v1'] = ref
+        targets[f'reference FINE {reference}'] = ref
     else:
         targets['FINE aats_linear (public kernel)'] = build(FINE, 'aats_linear')
     fns = {label: (lambda mods=mods: run(mods)) for label, mods in targets.items()}
@@ -301,6 +309,9 @@ def parse_args(argv=None):
     p.add_argument('--list', action='store_true', help='list the cases')
     p.add_argument('--compare-reference', action='store_true',
                    help='also time the reference implementation, alternating')
+    p.add_argument('--fine-reference', choices=sorted(FINE_REFERENCES), default='v1',
+                   help='reference of the fine-* cases: ' + '; '.join(
+                       f'{k}: {v}' for k, v in FINE_REFERENCES.items()))
     p.add_argument('--runs', type=int, default=10)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--threads', type=int, default=None)
@@ -336,7 +347,7 @@ def main(argv=None) -> int:
     results = {}
     for case in args.cases:
         if case in ('fine-r50-k1', 'fine-r50-k2', 'fine-r50-train'):
-            fns, info = fine_case(case, args.compare_reference)
+            fns, info = fine_case(case, args.compare_reference, args.fine_reference)
         elif case.startswith('knn'):
             fns, info = knn_case(case, args.compare_reference)
         elif case.startswith('nbhd-aff-tiny-'):
