@@ -5,7 +5,7 @@ PY    := .venv/bin/python
 NECK  ?= fpn
 RECIPE ?= fast
 TASK  ?= det
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=30
 
 .PHONY: install demo demo-seg test data env clean help
 
