@@ -48,11 +48,28 @@ def test_compare_two_configs_two_seeds(tmp_path, repo_root, tool, det_config):
     for s in (0, 1):
         log = open(osp.join(work, 'tiny_fpn', f'seed{s}', 'compare.log')).read()
         assert f'seed={s}' in log, log[-2000:]
-    # a second call reuses the finished runs (resumable) and gives the same table
-    proc2 = tool(['tools/analysis/compare_necks.py', fpn, fine, '--seeds', '0', '1',
-                  '--iters', '2', '--work-dir', str(work)])
+    # a second call with the same settings reuses the finished runs and gives the same table
+    same = ['tools/analysis/compare_necks.py', fpn, fine, '--seeds', '0', '1', '--jobs', '2',
+            '--iters', '2', '--num-train', '8', '--num-val', '4', '--num-vis', '1',
+            '--fusion-stats', '1', '--work-dir', str(work)]
+    proc2 = tool(same)
     assert 'done in' not in proc2.stdout
     assert json.load(open(work / 'comparison.json'))['differences'] == table['differences']
+    record = json.load(open(work / 'tiny_fpn' / 'seed0' / 'compare_run.json'))
+    assert record['threads'] >= 1 and '--iters' in record['command']
+    # other settings (here the training length) do not silently reuse them
+    other = list(same)
+    other[other.index('--iters') + 1] = '3'
+    proc3 = tool(other, check=False)
+    assert proc3.returncode != 0
+    assert 'made with other settings' in proc3.stderr and '--rerun-stale' in proc3.stderr
+    assert "'2'" in proc3.stderr and "'3'" in proc3.stderr   # what differs, named
+    # an edited config is caught through the resolved config's hash
+    with open(fpn, 'a') as f:
+        f.write('\ntrain_cfg = dict(val_interval=1000)\n')
+    proc4 = tool(same, check=False)
+    assert proc4.returncode != 0 and 'the resolved config changed' in proc4.stderr
+    assert 'tiny_fpn' in proc4.stderr and 'tiny_fine' not in proc4.stderr
 
 
 def test_compare_refuses_one_config(tmp_path, repo_root, tool):

@@ -9,13 +9,20 @@ Every ``(config, seed)`` pair is one ``tools/demo.py`` run (the quickstart's dat
 training and evaluation through the real metric) with ``randomness.seed=S``, in
 ``WORK_DIR/<config stem>/seed<S>/``; ``--jobs`` runs go side by side, the cores split
 between them (``OMP_NUM_THREADS``). A run whose ``demo_summary.json`` exists is not
-repeated, so an interrupted comparison resumes. The first config is the baseline: for
+repeated, so an interrupted comparison resumes, but only if it was made with the same
+settings: each run records in ``compare_run.json`` its demo command, the number of
+threads and a hash of the resolved config, and a finished run whose record differs (an
+edited config, other ``--iters``/``--num-train``/``--cfg-options``, another thread count,
+which changes the floating-point path and hence the trajectory of a CPU training) stops
+the comparison before anything runs, unless ``--rerun-stale`` reruns those runs. Runs
+without a record (older tool versions) are reused with a warning. The first config is the baseline: for
 each other config and metric the tool prints the per-seed values, the means and the
 paired difference (other - baseline) with its 95% interval (Student t over the seeds, or
 a percentile bootstrap), and the verdict *separated* (the interval excludes 0) or *not
 separated*, and writes the same as ``comparison.json`` and ``comparison.md``.
 """
 import argparse
+import hashlib
 import json
 import os
 import os.path as osp
@@ -59,6 +66,9 @@ def parse_args(argv=None):
                    help='data the demo generates when missing (default: from the config name)')
     p.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                    help='applied to every run (the seed is set by --seeds)')
+    p.add_argument('--rerun-stale', action='store_true',
+                   help='rerun finished runs whose recorded settings (command, threads, '
+                        'resolved config) differ from this call instead of stopping')
     args = p.parse_args(argv)
     if len(args.configs) < 2:
         p.error('give at least two configs (the first is the baseline)')
@@ -111,11 +121,77 @@ def prepare_data(args, configs: Sequence[str]) -> None:
                             args.num_val or defaults['num_val'])
 
 
-def run_one(args, config: str, seed: int, threads: int) -> Dict:
+RUN_RECORD = 'compare_run.json'
+
+
+def config_hash(args, config: str) -> str:
+    """sha256 of the resolved config (``_base_`` files and ``--cfg-options`` applied),
+    with the repository root written as ``<root>`` so that a moved checkout matches."""
+    from fusion_necks.utils.config import load_config, parse_cfg_options
+    cfg = load_config(config, parse_cfg_options(args.cfg_options))
+    return hashlib.sha256(cfg.pretty_text.replace(ROOT, '<root>').encode()).hexdigest()
+
+
+def run_fingerprint(args, config: str, seed: int, threads: int, cfg_hash: str) -> Dict:
+    """What decides a run's result: the demo command (without the interpreter, the work
+    dir and the picture's ``--num-vis``), the thread count and the resolved config."""
+    cmd = demo_command(args, config, seed, '<work_dir>')[1:]
+    i = cmd.index('--num-vis')
+    del cmd[i:i + 2]
+    cmd[0] = osp.relpath(cmd[0], ROOT)
+    cmd[cmd.index('--config') + 1] = osp.relpath(config, ROOT)
+    return dict(command=cmd, threads=threads, config_sha256=cfg_hash)
+
+
+def stale_reason(out: str, fingerprint: Dict) -> Optional[str]:
+    """``None`` if the finished run in ``out`` was made with ``fingerprint`` (or has no
+    record), else what differs."""
+    path = osp.join(out, RUN_RECORD)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        recorded = json.load(f)
+    diffs = [f'{k}: {recorded.get(k)!r} -> {v!r}' if k != 'config_sha256' else
+             'the resolved config changed' for k, v in fingerprint.items()
+             if recorded.get(k) != v]
+    return '; '.join(diffs) or None
+
+
+def check_finished_runs(args, jobs, threads: int, hashes: Dict[str, str]) -> None:
+    """Before anything runs: stop on finished runs made with other settings (or mark them
+    for a rerun with ``--rerun-stale``); warn about runs that have no record."""
+    stale = []
+    for c, s in jobs:
+        out = run_dir(args.work_dir, c, s)
+        if not osp.isfile(osp.join(out, 'demo_summary.json')):
+            continue
+        if not osp.isfile(osp.join(out, RUN_RECORD)):
+            print(f'[compare] warning: {out} has no {RUN_RECORD} (an older compare_necks): '
+                  f'reused without checking its settings', flush=True)
+            continue
+        reason = stale_reason(out, run_fingerprint(args, c, s, threads, hashes[c]))
+        if reason:
+            stale.append((out, reason))
+    if not stale:
+        return
+    listing = '\n'.join(f'  {out}: {reason}' for out, reason in stale)
+    if not args.rerun_stale:
+        raise SystemExit(f'error: {len(stale)} finished run(s) were made with other settings:'
+                         f'\n{listing}\nrerun them with --rerun-stale, or use another '
+                         f'--work-dir')
+    print(f'[compare] rerunning {len(stale)} run(s) made with other settings:\n{listing}',
+          flush=True)
+    for out, _ in stale:
+        os.remove(osp.join(out, 'demo_summary.json'))
+
+
+def run_one(args, config: str, seed: int, threads: int, cfg_hash: str) -> Dict:
     out = run_dir(args.work_dir, config, seed)
     summary_path = osp.join(out, 'demo_summary.json')
     if not osp.isfile(summary_path):
         os.makedirs(out, exist_ok=True)
+        with open(osp.join(out, RUN_RECORD), 'w') as f:
+            json.dump(run_fingerprint(args, config, seed, threads, cfg_hash), f, indent=2)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         t = time.time()
         with open(osp.join(out, 'compare.log'), 'w') as log:
@@ -221,10 +297,13 @@ def main(argv=None) -> int:
     print(f'[compare] {len(jobs)} runs ({len(configs)} configs x {len(args.seeds)} seeds), '
           f'{args.jobs} at a time, {threads} thread(s) each -> {args.work_dir}', flush=True)
     t0 = time.time()
+    hashes = {c: config_hash(args, c) for c in configs}
+    check_finished_runs(args, jobs, threads, hashes)
     prepare_data(args, configs)
     results: Dict[str, Dict[int, Dict]] = {c: {} for c in configs}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, args, c, s, threads): (c, s) for c, s in jobs}
+        futures = {pool.submit(run_one, args, c, s, threads, hashes[c]): (c, s)
+                   for c, s in jobs}
         for fut, (c, s) in futures.items():
             results[c][s] = fut.result()
     metrics = args.metrics or default_metrics(results[configs[0]][args.seeds[0]])
