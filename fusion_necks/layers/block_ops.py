@@ -140,16 +140,18 @@ class _BlockAvgPool(torch.autograd.Function):
     def forward(ctx, x: Tensor, f: int, link: Optional[_Link] = None) -> Tuple[Tensor, Tensor]:
         ctx.f = f
         ctx.shape = x.shape
-        ctx.link = link
-        # an unused alias (a sampler that only pools) gets None, not a zero-filled map
-        ctx.set_materialize_grads(False)
+        if link is not None:
+            ctx.link = link
+        if not torch.onnx.is_in_onnx_export():  # the exporter inlines only plain ctx use
+            # an unused alias (a sampler that only pools) gets None, not a zero-filled map
+            ctx.set_materialize_grads(False)
         return _block_sum(x.contiguous(), f).mul_(1.0 / (f * f)), x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad_pooled: Optional[Tensor], grad_alias: Optional[Tensor]):
         f = ctx.f
         b, c, h, w = ctx.shape
-        link, raw = ctx.link, None  # link and its (1 + m) stay for a retain_graph rerun
+        link, raw = getattr(ctx, 'link', None), None  # link and its (1 + m) stay for a retain_graph rerun
         if link is not None:
             raw, link.raw = link.raw, None
         share = None
@@ -188,7 +190,8 @@ class _BlockResidualModulate(torch.autograd.Function):
     def forward(ctx, low: Tensor, m_hat: Tensor, f: int,
                 link: Optional[_Link] = None) -> Tensor:
         ctx.f = f
-        ctx.link = link
+        if link is not None:
+            ctx.link = link
         low = low.contiguous()
         low5 = _rows(low, f)
         if link is None:
@@ -203,7 +206,7 @@ class _BlockResidualModulate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         low, m_saved = ctx.saved_tensors
-        f, link = ctx.f, ctx.link
+        f, link = ctx.f, getattr(ctx, 'link', None)
         grad = grad.contiguous()
         grad_low = grad_m = None
         # grad_m first: its full-size temporary is freed before grad_low is allocated
@@ -247,7 +250,15 @@ def pool_and_modulate(low: Tensor, f: int, tokens_to_m: Callable[[Tensor], Tenso
         tokens_to_m (callable): ``B x C x H/f x W/f`` tokens -> ``M_hat`` of the same shape.
     """
     _check(low, f)
-    link = _Link() if torch.is_grad_enabled() and low.requires_grad else None
+    if (not (torch.is_grad_enabled() and low.requires_grad) or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export()):
+        # no backward to share (inference, ONNX export): plain ops, which export as they are
+        b, c, h, w = low.shape
+        m_hat = tokens_to_m(F.avg_pool2d(low, f, f))
+        _check_modulation(low, m_hat, f)
+        low5 = _rows(low.contiguous(), f)
+        return torch.addcmul(low5, low5, _repeat_cols(m_hat, f)).view(b, c, h, w)
+    link = _Link()
     tokens, alias = _BlockAvgPool.apply(low, f, link)
     m_hat = tokens_to_m(tokens)
     _check_modulation(alias, m_hat, f)

@@ -184,8 +184,7 @@ class CrossLevelAttention(nn.Module):
         hk, wk = key_map.shape[-2:]
         # Channels-last tokens; the projections act per token (Eq. 5).
         q = self.q_proj(query_map.permute(0, 2, 3, 1))   # B x Hq x Wq x C
-        # one channels-last copy shared by W_K and W_V (each linear would copy a view)
-        kv_in = key_map.permute(0, 2, 3, 1).contiguous()
+        kv_in = key_map.permute(0, 2, 3, 1)
         k = self.k_proj(kv_in)                            # B x Hk x Wk x C
         v = self.v_proj(kv_in)
 
