@@ -142,7 +142,7 @@ class _BlockAvgPool(torch.autograd.Function):
         ctx.shape = x.shape
         if link is not None:
             ctx.link = link
-        if not torch.onnx.is_in_onnx_export():  # the exporter inlines only plain ctx use
+        if not torch.onnx.is_in_onnx_export():  # keep the export's trace as it was
             # an unused alias (a sampler that only pools) gets None, not a zero-filled map
             ctx.set_materialize_grads(False)
         return _block_sum(x.contiguous(), f).mul_(1.0 / (f * f)), x.view_as(x)
@@ -151,7 +151,8 @@ class _BlockAvgPool(torch.autograd.Function):
     def backward(ctx, grad_pooled: Optional[Tensor], grad_alias: Optional[Tensor]):
         f = ctx.f
         b, c, h, w = ctx.shape
-        link, raw = getattr(ctx, 'link', None), None  # link and its (1 + m) stay for a retain_graph rerun
+        # the link and its (1 + m) stay on ctx for a retain_graph rerun
+        link, raw = getattr(ctx, 'link', None), None
         if link is not None:
             raw, link.raw = link.raw, None
         share = None
