@@ -5,7 +5,9 @@ PY    := .venv/bin/python
 NECK  ?= fpn
 RECIPE ?= fast
 TASK  ?= det
-PYTEST_ARGS ?= --durations=30
+# the test files run on one pytest-xdist worker per core (tests/conftest.py splits the
+# threads between them); PYTEST_ARGS= runs them in one process
+PYTEST_ARGS ?= -n auto --dist loadfile --durations=30
 
 .PHONY: install demo demo-seg test data env clean help
 

@@ -11,10 +11,62 @@ import torch
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 
+# `make test` runs the files on pytest-xdist workers (`-n auto --dist loadfile`): most of
+# the suite's time is single-threaded (interpreter start-up and imports of the tools it
+# runs as subprocesses, config parsing), which one process cannot spread over the cores.
+# Each worker, and each tool it starts, then gets its share of the cores' threads, so
+# that N workers do not oversubscribe the machine N-fold.
+XDIST_WORKERS = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+THREADS = max(1, (os.cpu_count() or 1) // XDIST_WORKERS)
+if XDIST_WORKERS > 1:
+    torch.set_num_threads(THREADS)
+
 
 @pytest.fixture(scope='session')
 def repo_root() -> str:
     return ROOT
+
+
+def _memoize_external_config_index() -> None:
+    """mmengine resolves every ``mmdet::``/``mmseg::`` base by parsing *all* of that
+    package's metafiles (~700 YAML documents, ~0.4 s) on each call; this suite loads
+    configs hundreds of times, so within this process the index is parsed once per
+    package. Same lookups and errors as mmengine's ``_get_cfg_metainfo`` (tools run as
+    subprocesses keep the original)."""
+    import functools
+
+    try:
+        from mmengine.config import utils as cfg_utils
+    except ImportError:  # pragma: no cover - the pinned stack has mmengine
+        return
+    original = cfg_utils._get_cfg_metainfo
+    if getattr(original, '_fusion_necks_memoized', False):
+        return
+
+    @functools.lru_cache(maxsize=None)
+    def index(package_path: str) -> dict:
+        # the loop of mmengine 0.10's _get_cfg_metainfo: the first entry of a name wins
+        meta_index = cfg_utils.load(osp.join(package_path, '.mim', 'model-index.yml'))
+        cfg_dict = {}
+        for meta_path in meta_index['Import']:
+            for model_cfg in cfg_utils.load(osp.join(package_path, '.mim', meta_path))['Models']:
+                if 'Config' in model_cfg:
+                    cfg_dict.setdefault(model_cfg['Config'].partition('/')[-1], model_cfg)
+        return cfg_dict
+
+    def memoized(package_path: str, cfg_path: str) -> dict:
+        import copy
+        cfg_dict = index(package_path)
+        if cfg_path not in cfg_dict:
+            raise ValueError(f'Expected configs: {cfg_dict.keys()}, but got {cfg_path}')
+        return copy.deepcopy(cfg_dict[cfg_path])
+
+    memoized._fusion_necks_memoized = True
+    memoized.original = original   # tests/test_configs/test_metafiles.py compares the two
+    cfg_utils._get_cfg_metainfo = memoized
+
+
+_memoize_external_config_index()
 
 
 @pytest.fixture(scope='session')
@@ -39,7 +91,7 @@ def tiny_cityscapes(tmp_path_factory) -> str:
 def tool_env() -> dict:
     env = dict(os.environ)
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('OMP_NUM_THREADS', '2')
+    env.setdefault('OMP_NUM_THREADS', str(min(2, THREADS)))
     env['PYTHONWARNINGS'] = 'ignore'
     env['PYTHON'] = sys.executable  # used by tools/dist_*.sh
     # no pretrained weights exist here: real-data configs train from scratch in tests

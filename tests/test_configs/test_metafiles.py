@@ -86,3 +86,29 @@ def test_every_listed_config_loads(models):
         loop = cfg.train_cfg
         schedule = loop.max_epochs if loop.get('type') == 'EpochBasedTrainLoop' else loop.max_iters
         assert m['Metadata'].get('Epochs', m['Metadata'].get('Iterations')) == schedule, m['Name']
+
+
+def test_the_suites_memoized_config_index_matches_mmengine():
+    """tests/conftest.py parses mmdet's/mmseg's metafile index once per process; it must
+    resolve every external base our configs name exactly as mmengine does."""
+    import re
+
+    from mmengine.config import utils as cfg_utils
+    from mmengine.utils import get_installed_path
+    memoized = cfg_utils._get_cfg_metainfo
+    assert getattr(memoized, '_fusion_necks_memoized', False)
+    names = set()
+    for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True):
+        names |= set(re.findall(r"'(mm(?:det|seg))::([^']+)\.py'", open(path).read()))
+    assert len(names) >= 10, names
+    # mmengine's own lookup costs ~0.2 s a name: the metafile configs and two base configs
+    bases = sorted(n for n in names if n[1].startswith('_base_'))
+    for package, name in sorted(set(names) - set(bases))[::3] + bases[:2]:
+        pkg = get_installed_path(package)
+        try:
+            expected = memoized.original(pkg, name)
+        except ValueError:   # a base config (no metafile entry): both must refuse it
+            with pytest.raises(ValueError, match='Expected configs'):
+                memoized(pkg, name)
+            continue
+        assert memoized(pkg, name) == expected, (package, name)

@@ -1,14 +1,18 @@
 """Wall time of ``make demo NECK=...`` for every quickstart neck, estimated from short runs.
 
     python tools/analysis/time_demo_necks.py [--necks fpn fine fine-lr0.1 asff asff-uniform]
-           [--iters 60] [--at 50] [--full-iters 900] [--work-dir work_dirs/bench/necks_idle]
+           [--iters 60] [--skip 20] [--log-interval 10] [--full-iters 900]
+           [--work-dir work_dirs/bench/necks_idle]
 
 Each neck runs ``tools/demo.py --neck N --iters ITERS`` (the same data, recipe and
 evaluation as ``make demo``, only shorter), one after the other with all cores; run it on
 an idle machine. The full run's training time is estimated as the seconds per iteration
-that mmengine logged at iteration ``--at`` (its moving window, past the first iterations'
-start-up cost) times ``--full-iters``; the evaluation time is measured (the run's total
-minus its training). Writes ``necks_idle.json`` and a Markdown table into the work dir.
+times ``--full-iters``, where the seconds per iteration are the mean of the times that
+mmengine logged every ``--log-interval`` iterations (each the mean of its last 10
+iterations) after the first ``--skip`` (start-up: allocator warm-up, first data loads);
+one logged window alone varies by ~8% between identical runs. The evaluation time is
+measured (the run's total minus its training). Writes ``necks_idle.json`` and a
+Markdown table into the work dir.
 """
 import argparse
 import glob
@@ -24,10 +28,10 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 DEFAULT_NECKS = ('fpn', 'fine', 'fine-lr0.1', 'asff', 'asff-uniform')
 
 
-def logged_seconds_per_iter(work_dir: str, at: int) -> float:
-    """The ``time`` that mmengine's logger wrote for training iteration ``at`` (from the
-    latest ``*/vis_data/scalars.json`` under ``work_dir`` that logged training; the
-    evaluation writes a timestamped folder of its own)."""
+def logged_seconds_per_iter(work_dir: str, skip: int) -> float:
+    """Mean of the ``time`` values that mmengine's logger wrote for training iterations
+    after ``skip`` (from the latest ``*/vis_data/scalars.json`` under ``work_dir`` that
+    logged training; the evaluation writes a timestamped folder of its own)."""
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not files:
         raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir!r}: did the run '
@@ -40,10 +44,11 @@ def logged_seconds_per_iter(work_dir: str, at: int) -> float:
                 if 'time' in rec and 'iter' in rec and 'loss' in rec:
                     logged[int(rec['iter'])] = float(rec['time'])
         if logged:
-            if at not in logged:
-                raise ValueError(f'iteration {at} was not logged in {path} (logged: '
-                                 f'{sorted(logged)}); choose --at among them')
-            return logged[at]
+            kept = [t for it, t in logged.items() if it > skip]
+            if not kept:
+                raise ValueError(f'no iteration after --skip {skip} was logged in {path} '
+                                 f'(logged: {sorted(logged)}); lower --skip or run longer')
+            return sum(kept) / len(kept)
     raise ValueError(f'no training iteration logged under {work_dir!r} ({len(files)} '
                      f'scalars.json files)')
 
@@ -69,22 +74,27 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Dict]:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--necks', nargs='+', default=list(DEFAULT_NECKS))
     p.add_argument('--iters', type=int, default=60, help='iterations of each short run')
-    p.add_argument('--at', type=int, default=50, help='logged iteration whose time is used')
+    p.add_argument('--skip', type=int, default=20,
+                   help='start-up iterations left out of the mean time per iteration')
+    p.add_argument('--log-interval', type=int, default=10,
+                   help='logging interval of the short runs (one logged time per window)')
     p.add_argument('--full-iters', type=int, default=900, help='length of the full recipe')
     p.add_argument('--work-dir', default=osp.join('work_dirs', 'bench', 'necks_idle'))
     args = p.parse_args(argv)
-    if not 0 < args.at <= args.iters:
-        raise SystemExit(f'--at must be in [1, --iters={args.iters}], got {args.at}')
+    if not 0 <= args.skip < args.iters - args.log_interval + 1:
+        raise SystemExit(f'--skip must leave at least one logged window of --log-interval '
+                         f'{args.log_interval} before --iters {args.iters}, got {args.skip}')
     rows = {}
     for neck in args.necks:
         wd = osp.join(args.work_dir, neck)
         cmd = [sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--neck', neck,
-               '--iters', str(args.iters), '--work-dir', wd]
+               '--iters', str(args.iters), '--work-dir', wd, '--cfg-options',
+               f'default_hooks.logger.interval={args.log_interval}']
         print('[time_demo_necks]', ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
         with open(osp.join(wd, 'demo_summary.json')) as f:
             summary = json.load(f)
-        rows[neck] = estimate(summary, logged_seconds_per_iter(wd, args.at), args.full_iters)
+        rows[neck] = estimate(summary, logged_seconds_per_iter(wd, args.skip), args.full_iters)
         print(f'[time_demo_necks] {neck}: {rows[neck]}', flush=True)
     os.makedirs(args.work_dir, exist_ok=True)
     with open(osp.join(args.work_dir, 'necks_idle.json'), 'w') as f:
