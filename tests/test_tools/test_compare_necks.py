@@ -61,6 +61,16 @@ def test_compare_two_configs_two_seeds(tmp_path, repo_root, tool, det_config, ca
     assert json.load(open(work / 'comparison.json'))['differences'] == table['differences']
     record = json.load(open(work / 'tiny_fpn' / 'seed0' / 'compare_run.json'))
     assert record['threads'] >= 1 and '--iters' in record['command']
+    import torch
+    assert record['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+    # a run made on a CPU with other kernels (AVX2 vs AVX-512 give other float results)
+    rec_path = work / 'tiny_fine' / 'seed1' / 'compare_run.json'
+    saved = rec_path.read_text()
+    rec_path.write_text(json.dumps(dict(json.loads(saved), cpu_capability='SOME_OTHER_ISA')))
+    with pytest.raises(SystemExit) as exc:
+        main(same)
+    assert 'cpu_capability' in str(exc.value.code) and 'SOME_OTHER_ISA' in str(exc.value.code)
+    rec_path.write_text(saved)
     # other settings (here the training length) do not silently reuse them
     other = list(same)
     other[other.index('--iters') + 1] = '3'

@@ -11,8 +11,10 @@ training and evaluation through the real metric) with ``randomness.seed=S``, in
 between them (``OMP_NUM_THREADS``). A run whose ``demo_summary.json`` exists is not
 repeated, so an interrupted comparison resumes, but only if it was made with the same
 settings: each run records in ``compare_run.json`` its demo command, the number of
-threads and a hash of the resolved config, and a finished run whose record differs (an
-edited config, other ``--iters``/``--num-train``/``--cfg-options``, another thread count,
+threads, the CPU kernel level PyTorch dispatches to (``AVX2``, ``AVX512``: machines of
+one cloud type differ, and so do their floating-point results) and a hash of the
+resolved config, and a finished run whose record differs (an edited config, other
+``--iters``/``--num-train``/``--cfg-options``, another thread count or CPU, each of
 which changes the floating-point path and hence the trajectory of a CPU training) stops
 the comparison before anything runs, unless ``--rerun-stale`` reruns those runs. Runs
 without a record (older tool versions) are reused with a warning. The first config is the baseline: for
@@ -132,15 +134,23 @@ def config_hash(args, config: str) -> str:
     return hashlib.sha256(cfg.pretty_text.replace(ROOT, '<root>').encode()).hexdigest()
 
 
+def cpu_capability() -> str:
+    """The ISA level of PyTorch's CPU kernels here (``ATEN_CPU_CAPABILITY`` lowers it)."""
+    import torch
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def run_fingerprint(args, config: str, seed: int, threads: int, cfg_hash: str) -> Dict:
     """What decides a run's result: the demo command (without the interpreter, the work
-    dir and the picture's ``--num-vis``), the thread count and the resolved config."""
+    dir and the picture's ``--num-vis``), the thread count, the CPU kernel level and the
+    resolved config."""
     cmd = demo_command(args, config, seed, '<work_dir>')[1:]
     i = cmd.index('--num-vis')
     del cmd[i:i + 2]
     cmd[0] = osp.relpath(cmd[0], ROOT)
     cmd[cmd.index('--config') + 1] = osp.relpath(config, ROOT)
-    return dict(command=cmd, threads=threads, config_sha256=cfg_hash)
+    return dict(command=cmd, threads=threads, cpu_capability=cpu_capability(),
+                config_sha256=cfg_hash)
 
 
 def stale_reason(out: str, fingerprint: Dict) -> Optional[str]:
@@ -151,9 +161,13 @@ def stale_reason(out: str, fingerprint: Dict) -> Optional[str]:
         return None
     with open(path) as f:
         recorded = json.load(f)
-    diffs = [f'{k}: {recorded.get(k)!r} -> {v!r}' if k != 'config_sha256' else
+    unknown = [k for k in fingerprint if k not in recorded]
+    if unknown:  # recorded by an older compare_necks
+        print(f'[compare] warning: {out} does not record {", ".join(unknown)}: reused '
+              f'without checking it', flush=True)
+    diffs = [f'{k}: {recorded[k]!r} -> {v!r}' if k != 'config_sha256' else
              'the resolved config changed' for k, v in fingerprint.items()
-             if recorded.get(k) != v]
+             if k in recorded and recorded[k] != v]
     return '; '.join(diffs) or None
 
 
