@@ -67,8 +67,10 @@ def merge(parts: Sequence[Dict], sources: Sequence[str], method: str = 't',
         if part['metrics'] != metrics:
             raise ValueError(f'{info["src"]} has metrics {part["metrics"]}, {sources[0]} '
                              f'has {metrics}')
-    # results[stem][seed] = the shape compare() reads from a demo_summary.json
+    # results[stem][seed] = the shape compare() reads from a demo_summary.json; the table
+    # is keyed by the first part's config paths, as compare_necks keys it
     results: Dict[str, Dict[int, Dict]] = {s: {} for s in stems}
+    keys = dict(zip(stems, by_stem[0]['paths']))
     origin: Dict[int, str] = {}
     for part, info in zip(parts, by_stem):
         for key, stem in zip(part['configs'], info['stems']):
@@ -89,10 +91,11 @@ def merge(parts: Sequence[Dict], sources: Sequence[str], method: str = 't',
         if sorted(results[stem]) != seeds:
             raise ValueError(f'{stem} has seeds {sorted(results[stem])}, {stems[0]} has '
                              f'{seeds}: every config needs every seed')
-    table = cn['compare'](results, stems, seeds, metrics, method, confidence)
+    table = cn['compare']({keys[s]: r for s, r in results.items()}, [keys[s] for s in stems],
+                          seeds, metrics, method, confidence)
     counts = [len(p['seeds']) for p in parts]
     for stem in stems:
-        table['configs'][stem]['fusion_stats'] = merge_fusion_stats(
+        table['configs'][keys[stem]]['fusion_stats'] = merge_fusion_stats(
             [dict(configs={_stem(k): v for k, v in p['configs'].items()}) for p in parts],
             stem, counts)
     table['configs_paths'] = by_stem[0]['paths']
@@ -118,8 +121,7 @@ def main(argv=None) -> int:
         table = merge(parts, args.comparisons, args.method, args.confidence)
     except ValueError as e:
         raise SystemExit(f'error: {e}')
-    stems = [_stem(c) for c in table['configs_paths']]
-    md = _compare_necks()['format_markdown'](table, stems)
+    md = _compare_necks()['format_markdown'](table, table['configs_paths'])
     md += '\nMerged from ' + '; '.join(
         f"`{part['source']}` (seeds {', '.join(map(str, part['seeds']))})"
         for part in table['parts']) + '.\n'
