@@ -15,6 +15,7 @@ as the seed-weighted mean at the iterations every part logged. Each part's sourc
 seeds are kept under ``parts`` in the output.
 """
 import argparse
+import functools
 import json
 import os
 import os.path as osp
@@ -25,7 +26,9 @@ from typing import Dict, List, Sequence
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
 
+@functools.lru_cache(maxsize=None)
 def _compare_necks() -> Dict:
+    """compare_necks' functions (its ``compare`` and ``format_markdown`` build the table)."""
     return runpy.run_path(osp.join(ROOT, 'tools', 'analysis', 'compare_necks.py'))
 
 
